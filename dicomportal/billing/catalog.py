@@ -1,0 +1,164 @@
+"""The plan catalog: seeding it from the package's data file, and the figures the pricing page shows."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from sqlalchemy import select
+
+from dicomportal.extensions import db
+from dicomportal.models import AddOn, Interval, OverageRate, Plan, Price
+
+PLAN_FIELDS = ("name", "audience", "description", "rank", "storage_gb", "monthly_credits", "features")
+
+
+def load_catalog_file() -> dict[str, Any]:
+    """The catalog data shipped in the package (``billing/catalog.toml``)."""
+    text = resources.files("dicomportal.billing").joinpath("catalog.toml").read_text("utf-8")
+    return tomllib.loads(text)
+
+
+def seed_catalog(data: dict[str, Any] | None = None) -> int:
+    """Make the database catalog match ``data`` (default: the package file) and commit.
+
+    Idempotent: a second run changes nothing and returns 0. A changed amount deactivates the old
+    Price and adds a new one; rows in use are never edited.
+
+    :returns: the number of rows added or changed.
+    """
+    data = data if data is not None else load_catalog_file()
+    changes = sum(_seed_plan(spec) for spec in data.get("plans", []))
+    changes += sum(_seed_addon(spec) for spec in data.get("addons", []))
+    changes += sum(_seed_overage(spec) for spec in data.get("overage", []))
+    db.session.commit()
+    return changes
+
+
+def _seed_plan(spec: dict[str, Any]) -> int:
+    plan = db.session.scalar(select(Plan).where(Plan.code == spec["code"]))
+    changes = 0
+    if plan is None:
+        plan = Plan(code=spec["code"], active=True)
+        db.session.add(plan)
+        changes += 1
+    for field in (*PLAN_FIELDS, "highlighted"):
+        value = spec.get(field, False if field == "highlighted" else None)
+        if getattr(plan, field) != value:
+            setattr(plan, field, value)
+            changes += 1 if plan.id else 0
+    db.session.flush()
+    for interval, amount in spec["prices"].items():
+        changes += _seed_price(plan, Interval(interval), int(amount))
+    return changes
+
+
+def _seed_price(plan: Plan, interval: Interval, amount_cents: int) -> int:
+    current = plan.active_price(interval)
+    if current is not None and current.amount_cents == amount_cents:
+        return 0
+    if current is not None:
+        current.active = False
+    db.session.add(Price(plan=plan, interval=interval, amount_cents=amount_cents, currency="USD"))
+    db.session.flush()
+    db.session.refresh(plan)
+    return 1
+
+
+def _seed_addon(spec: dict[str, Any]) -> int:
+    changes = 0
+    for interval, amount in spec["prices"].items():
+        rows = db.session.scalars(
+            select(AddOn).where(AddOn.code == spec["code"], AddOn.interval == Interval(interval))
+        ).all()
+        if any(r.active and r.amount_cents == int(amount) for r in rows):
+            continue
+        for row in rows:
+            row.active = False
+        db.session.add(
+            AddOn(
+                code=spec["code"],
+                name=spec["name"],
+                description=spec.get("description", ""),
+                interval=Interval(interval),
+                amount_cents=int(amount),
+                storage_gb=spec.get("storage_gb", 0),
+            )
+        )
+        changes += 1
+    return changes
+
+
+def _seed_overage(spec: dict[str, Any]) -> int:
+    rows = db.session.scalars(select(OverageRate).where(OverageRate.code == spec["code"])).all()
+    if any(r.active and r.unit_amount_cents == spec["unit_amount_cents"] for r in rows):
+        return 0
+    for row in rows:
+        row.active = False
+    db.session.add(
+        OverageRate(
+            code=spec["code"],
+            name=spec["name"],
+            unit=spec["unit"],
+            unit_amount_cents=spec["unit_amount_cents"],
+        )
+    )
+    return 1
+
+
+@dataclass(frozen=True)
+class PlanOffer:
+    """A plan as the pricing page shows it for one interval."""
+
+    plan: Plan
+    price: Price
+    monthly_equivalent_cents: int
+    saving_percent: int  # against paying monthly for a year; 0 for monthly prices
+
+
+def annual_saving_percent(monthly_cents: int, annual_cents: int) -> int:
+    """Whole percent saved by paying yearly instead of twelve monthly payments (rounded down,
+    so the page never promises more than the customer saves)."""
+    full = 12 * monthly_cents
+    if full <= 0 or annual_cents >= full:
+        return 0
+    return (full - annual_cents) * 100 // full
+
+
+def active_plans() -> list[Plan]:
+    return list(db.session.scalars(select(Plan).where(Plan.active.is_(True)).order_by(Plan.rank)))
+
+
+def offers(interval: Interval) -> list[PlanOffer]:
+    """The plans on sale for ``interval``, cheapest first, with their savings."""
+    result = []
+    for plan in active_plans():
+        price = plan.active_price(interval)
+        monthly = plan.active_price(Interval.MONTH)
+        if price is None:
+            continue
+        yearly = interval == Interval.YEAR
+        saving = annual_saving_percent(monthly.amount_cents, price.amount_cents) if yearly and monthly else 0
+        # Integer cents: the monthly equivalent of an annual price rounds half up to the cent.
+        per_month = (price.amount_cents + 6) // 12 if yearly else price.amount_cents
+        result.append(PlanOffer(plan, price, per_month, saving))
+    return result
+
+
+def best_annual_saving() -> int:
+    """The largest saving any plan gives for paying yearly (the "save up to N%" headline)."""
+    return max((o.saving_percent for o in offers(Interval.YEAR)), default=0)
+
+
+def active_addons() -> list[AddOn]:
+    return list(
+        db.session.scalars(select(AddOn).where(AddOn.active.is_(True)).order_by(AddOn.code, AddOn.interval))
+    )
+
+
+def active_overage_rates() -> list[OverageRate]:
+    return list(
+        db.session.scalars(select(OverageRate).where(OverageRate.active.is_(True)).order_by(OverageRate.code))
+    )

@@ -1,0 +1,111 @@
+"""Settings from the environment (12-factor), with defaults for the embedded demo.
+
+Every setting is documented in README.md ("Configuration"). ``load_config`` is the only place
+that reads ``os.environ`` for the web app.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+TRUE = {"1", "true", "yes", "on"}
+
+
+def _bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    return default if value is None else value.strip().lower() in TRUE
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return default if value in (None, "") else int(value)
+
+
+def secret_key(instance_path: Path) -> str:
+    """Return SECRET_KEY from the environment, or one generated once and kept in the instance folder."""
+    from_env = os.environ.get("SECRET_KEY")
+    if from_env:
+        return from_env
+    key_file = instance_path / "secret_key"
+    if not key_file.exists():
+        instance_path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+    return key_file.read_text().strip()
+
+
+def database_url(instance_path: Path) -> str:
+    """DATABASE_URL, defaulting to a SQLite file in the instance folder.
+
+    ``postgres://`` (as some hosts print it) is accepted and mapped to the psycopg 3 driver.
+    """
+    url = os.environ.get("DATABASE_URL") or f"sqlite:///{instance_path / 'dicomportal.db'}"
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def load_config(instance_path: Path) -> dict[str, Any]:
+    """Read every setting from the environment and return the Flask config mapping."""
+    stripe_base = os.environ.get("STRIPE_API_BASE", "")
+    stripe_key = os.environ.get("STRIPE_SECRET_KEY", "sk_test_dicomportal")
+    return {
+        "SECRET_KEY": secret_key(instance_path),
+        "SQLALCHEMY_DATABASE_URI": database_url(instance_path),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "BASE_URL": os.environ.get("BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
+        "DEMO_MODE": _bool("DICOMPORTAL_DEMO", False),
+        # Stripe
+        "STRIPE_SECRET_KEY": stripe_key,
+        "STRIPE_PUBLISHABLE_KEY": os.environ.get("STRIPE_PUBLISHABLE_KEY", "pk_test_dicomportal"),
+        "STRIPE_WEBHOOK_SECRET": os.environ.get("STRIPE_WEBHOOK_SECRET", "whsec_dicomportal_demo"),
+        "STRIPE_API_BASE": stripe_base.rstrip("/"),
+        # Mail: "smtp" delivers through MAIL_SERVER; "outbox" only keeps mail in the database
+        # (the demo shows it at /dev/outbox).
+        "MAIL_BACKEND": os.environ.get("MAIL_BACKEND", "smtp"),
+        "MAIL_SERVER": os.environ.get("MAIL_SERVER", "localhost"),
+        "MAIL_PORT": _int("MAIL_PORT", 25),
+        "MAIL_USERNAME": os.environ.get("MAIL_USERNAME"),
+        "MAIL_PASSWORD": os.environ.get("MAIL_PASSWORD"),
+        "MAIL_USE_TLS": _bool("MAIL_USE_TLS", False),
+        "MAIL_USE_SSL": _bool("MAIL_USE_SSL", False),
+        "MAIL_DEFAULT_SENDER": os.environ.get("MAIL_DEFAULT_SENDER", "dicomportal <billing@localhost>"),
+        # Seller identity, printed on invoices
+        "SELLER_NAME": os.environ.get("SELLER_NAME", "DICOM Portal Demo Ltd"),
+        "SELLER_ADDRESS": os.environ.get("SELLER_ADDRESS", "1 Example Street, Brisbane QLD 4000"),
+        "SELLER_COUNTRY": os.environ.get("SELLER_COUNTRY", "AU"),
+        "SELLER_VAT_NUMBER": os.environ.get("SELLER_VAT_NUMBER", ""),
+        # Billing rules
+        "TAX_RATES": json.loads(os.environ.get("TAX_RATES", "{}")),  # {"DE": 1900} basis points
+        "DUNNING_SCHEDULE_DAYS": [
+            int(d) for d in os.environ.get("DUNNING_SCHEDULE_DAYS", "1,3,7").split(",") if d.strip()
+        ],
+        "PAUSE_WEEKS": _int("PAUSE_WEEKS", 12),
+        "RESTORE_WINDOW_DAYS": _int("RESTORE_WINDOW_DAYS", 30),
+        "PASSWORD_RESET_MAX_AGE": _int("PASSWORD_RESET_MAX_AGE", 3600),
+        # Security
+        "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": _bool("SESSION_COOKIE_SECURE", False),
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_SECURE": _bool("SESSION_COOKIE_SECURE", False),
+        "WTF_CSRF_TIME_LIMIT": None,
+        "BABEL_DEFAULT_LOCALE": "en",
+        "BABEL_DEFAULT_TIMEZONE": "UTC",
+    }
+
+
+def is_test_mode(config: dict[str, Any] | Any) -> bool:
+    """True when payments go to localstripe or use a Stripe test key (the TEST MODE banner)."""
+    return bool(config.get("STRIPE_API_BASE")) or str(config.get("STRIPE_SECRET_KEY", "")).startswith(
+        "sk_test_"
+    )

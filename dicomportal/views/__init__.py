@@ -1,0 +1,1 @@
+"""Thin blueprints: parse input, call one service, render a page or an htmx partial."""

@@ -1,0 +1,276 @@
+"""Shared fixtures: the app on SQLite and PostgreSQL, localstripe, an SMTP sink, a browser.
+
+Every test that uses ``app`` (directly or through ``client``) runs twice: on SQLite and on
+PostgreSQL (``TEST_DATABASE_URL``). Without that variable the PostgreSQL run is skipped locally;
+with ``CI=true`` it fails instead, and so do browser tests without Chromium.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.serving import make_server
+
+from dicomportal import create_app
+from dicomportal.extensions import db, limiter
+from dicomportal.stripe_server import LocalStripe, free_port
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+WEBHOOK_SECRET = "whsec_test_dicomportal"
+
+
+def require(condition: bool, why: str) -> None:
+    """Skip locally, fail in CI: CI must run every test."""
+    if not condition:
+        (pytest.fail if IN_CI else pytest.skip)(why)
+
+
+# --- databases ---------------------------------------------------------------------------------
+
+
+def _worker() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def _migrate(url: str, instance: Path) -> None:
+    from flask_migrate import upgrade
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "TESTING": True}, instance_path=str(instance))
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def instance_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("instance")
+    (path / "secret_key").write_text("test-secret-key-not-for-production")
+    return path
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, instance_dir: Path) -> Iterator[str]:
+    """A migrated, empty database for this test session (one per xdist worker)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{instance_dir / f'test-{_worker()}.db'}"
+        _migrate(url, instance_dir)
+        yield url
+        return
+    base = os.environ.get("TEST_DATABASE_URL")
+    require(bool(base), "TEST_DATABASE_URL is not set: PostgreSQL tests skipped")
+    assert base
+    base = re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", base)
+    name = f"dicomportal_test_{_worker()}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
+    _migrate(url, instance_dir)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _empty_all_tables() -> None:
+    tables = [t for t in reversed(db.metadata.sorted_tables)]
+    if db.engine.dialect.name == "postgresql":
+        names = ", ".join(f'"{t.name}"' for t in tables)
+        db.session.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    else:
+        for table in tables:
+            db.session.execute(table.delete())
+    db.session.commit()
+
+
+# --- services ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def stripe_server() -> Iterator[LocalStripe]:
+    """One localstripe for the session, on a free loopback port."""
+    with LocalStripe() as server:
+        yield server
+
+
+@dataclass
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) in this process; ``messages`` is what it received."""
+
+    host: str
+    port: int
+    messages: list[EmailMessage] = field(default_factory=list)
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.messages if address.lower() in str(m["To"]).lower()]
+
+    def last_to(self, address: str) -> EmailMessage:
+        found = self.to(address)
+        assert found, f"no mail to {address}; received: {[str(m['To']) for m in self.messages]}"
+        return found[-1]
+
+    @staticmethod
+    def text(message: EmailMessage) -> str:
+        part = message.get_body(preferencelist=("plain",)) or message
+        return str(part.get_content())
+
+
+@pytest.fixture(scope="session")
+def _smtp_server() -> Iterator[SmtpSink]:
+    from aiosmtpd.controller import Controller
+
+    sink = SmtpSink("127.0.0.1", free_port())
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            sink.messages.append(message_from_bytes(envelope.content, policy=policy.default))  # type: ignore[arg-type]
+            return "250 OK"
+
+    controller = Controller(Handler(), hostname=sink.host, port=sink.port)
+    controller.start()
+    yield sink
+    controller.stop()
+
+
+@pytest.fixture
+def smtp(_smtp_server: SmtpSink) -> SmtpSink:
+    """The SMTP sink, emptied for this test."""
+    _smtp_server.messages.clear()
+    return _smtp_server
+
+
+# --- the app -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def app_config(database_url: str, stripe_server: LocalStripe, _smtp_server: SmtpSink) -> dict[str, Any]:
+    """Settings for the app under test; a test may change them before asking for ``app``."""
+    return {
+        "TESTING": True,
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "WTF_CSRF_ENABLED": False,
+        "STRIPE_API_BASE": stripe_server.api_base,
+        "STRIPE_SECRET_KEY": "sk_test_dicomportal",
+        "STRIPE_PUBLISHABLE_KEY": "pk_test_dicomportal",
+        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "MAIL_BACKEND": "smtp",
+        "MAIL_SERVER": _smtp_server.host,
+        "MAIL_PORT": _smtp_server.port,
+        "RATELIMIT_STORAGE_URI": "memory://",
+        "BASE_URL": "http://localhost",
+    }
+
+
+@pytest.fixture
+def app(app_config: dict[str, Any], instance_dir: Path) -> Iterator[Flask]:
+    """The app on a freshly emptied database with the catalog seeded."""
+    from dicomportal.billing.catalog import seed_catalog
+
+    app = create_app(app_config, instance_path=str(instance_dir))
+    with app.app_context():
+        _empty_all_tables()
+        seed_catalog()
+        limiter.reset()
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> Any:
+    return app.test_cli_runner()
+
+
+class AuthActions:
+    """Sign up, log in and out through the real forms."""
+
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+
+    def signup(
+        self, email: str = "pat@example.com", password: str = "correct horse battery", name: str = "Pat Lee"
+    ) -> Any:
+        return self.client.post("/auth/signup", data={"email": email, "password": password, "name": name})
+
+    def login(self, email: str = "pat@example.com", password: str = "correct horse battery") -> Any:
+        return self.client.post("/auth/login", data={"email": email, "password": password})
+
+    def logout(self) -> Any:
+        return self.client.post("/auth/logout")
+
+
+@pytest.fixture
+def auth(client: FlaskClient) -> AuthActions:
+    return AuthActions(client)
+
+
+# --- browser -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def live_server(app: Flask) -> Iterator[str]:
+    """The app served over HTTP on a free loopback port, for the browser."""
+    port = free_port()
+    app.config["BASE_URL"] = f"http://127.0.0.1:{port}"
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}"
+    server.shutdown()
+    thread.join(5)
+
+
+@pytest.fixture(scope="session")
+def _browser() -> Iterator[Any]:
+    require(Path(CHROMIUM).exists() or bool(shutil.which("chromium")), f"Chromium not found at {CHROMIUM}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(_browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh browser page; on failure a screenshot lands in test-artifacts/."""
+    context = _browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        out = Path("test-artifacts")
+        out.mkdir(exist_ok=True)
+        page.screenshot(path=str(out / f"{request.node.name}.png"), full_page=True)
+    context.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
