@@ -70,9 +70,9 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from dicomportal.views import account, auth, dev, help, plans
+    from dicomportal.views import account, auth, billing, dev, help, plans
 
-    for module in (auth, plans, help, account, dev):
+    for module in (auth, plans, help, account, billing, dev):
         app.register_blueprint(module.bp)
 
 

@@ -74,7 +74,7 @@ def database_url(request: pytest.FixtureRequest, instance_dir: Path) -> Iterator
     require(bool(base), "TEST_DATABASE_URL is not set: PostgreSQL tests skipped")
     assert base
     base = re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", base)
-    name = f"dicomportal_test_{_worker()}"
+    name = f"dicomportal_test_{_worker()}_{os.getpid()}"
     admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
