@@ -1,18 +1,46 @@
 """SQLAlchemy models, one module per aggregate. Importing this package registers them all."""
 
+from dicomportal.models.billing import (
+    IN_FLIGHT,
+    BillingReason,
+    Invoice,
+    InvoiceLine,
+    InvoiceNumberSeries,
+    InvoiceStatus,
+    LineKind,
+    Payment,
+    PaymentMethod,
+    PaymentStatus,
+    StripeEvent,
+    Subscription,
+    SubscriptionStatus,
+)
 from dicomportal.models.catalog import AddOn, Interval, OverageRate, Plan, Price
 from dicomportal.models.ops import AuditLog, EmailOutbox
 from dicomportal.models.user import BillingProfile, Role, User
 
 __all__ = [
+    "IN_FLIGHT",
     "AddOn",
     "AuditLog",
     "BillingProfile",
+    "BillingReason",
     "EmailOutbox",
     "Interval",
+    "Invoice",
+    "InvoiceLine",
+    "InvoiceNumberSeries",
+    "InvoiceStatus",
+    "LineKind",
     "OverageRate",
+    "Payment",
+    "PaymentMethod",
+    "PaymentStatus",
     "Plan",
     "Price",
     "Role",
+    "StripeEvent",
+    "Subscription",
+    "SubscriptionStatus",
     "User",
 ]

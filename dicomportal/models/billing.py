@@ -1,0 +1,260 @@
+"""Billing records we own: subscriptions, invoices and their lines, payments, saved cards, Stripe events.
+
+Stripe only moves the money (ARCHITECTURE.md section 1); these tables are the truth.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from dicomportal.extensions import db
+from dicomportal.models.catalog import Price
+from dicomportal.models.types import UTCDateTime, utcnow
+from dicomportal.models.user import User
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    return Enum(cls, native_enum=False, length=30, values_callable=lambda e: [m.value for m in e])
+
+
+class SubscriptionStatus(enum.StrEnum):
+    INCOMPLETE = "incomplete"  # first payment not (yet) made, e.g. awaiting 3-D Secure
+    ACTIVE = "active"
+    PAST_DUE = "past_due"  # a renewal failed; dunning retries are scheduled
+    PAUSED = "paused"
+    ENDED = "ended"
+
+
+class Subscription(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        # One subscription that has not ended per customer: double-clicked "Subscribe" buttons and
+        # concurrent requests cannot create a second one.
+        Index(
+            "uq_subscriptions_one_live_per_user",
+            "user_id",
+            unique=True,
+            sqlite_where=text("status != 'ended'"),
+            postgresql_where=text("status != 'ended'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    price_id: Mapped[int] = mapped_column(ForeignKey("prices.id"))
+    status: Mapped[SubscriptionStatus] = mapped_column(_enum(SubscriptionStatus), index=True)
+    current_period_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    current_period_end: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    # Periods are counted from this moment so monthly renewals keep the customer's billing day.
+    billing_anchor: Mapped[datetime] = mapped_column(UTCDateTime())
+    cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False)
+    canceled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cancel_reason: Mapped[str | None] = mapped_column(String(500))
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ended_reason: Mapped[str | None] = mapped_column(String(50))
+    restore_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    pause_starts_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    pause_ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    scheduled_price_id: Mapped[int | None] = mapped_column(ForeignKey("prices.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    user: Mapped[User] = relationship()
+    price: Mapped[Price] = relationship(foreign_keys=[price_id])
+    scheduled_price: Mapped[Price | None] = relationship(foreign_keys=[scheduled_price_id])
+
+    @property
+    def is_live(self) -> bool:
+        return self.status != SubscriptionStatus.ENDED
+
+
+class InvoiceStatus(enum.StrEnum):
+    DRAFT = "draft"
+    OPEN = "open"
+    PAID = "paid"
+    VOID = "void"
+    UNCOLLECTIBLE = "uncollectible"
+
+
+class BillingReason(enum.StrEnum):
+    SUBSCRIPTION_CREATE = "subscription_create"
+    SUBSCRIPTION_CYCLE = "subscription_cycle"
+    SUBSCRIPTION_UPDATE = "subscription_update"
+    MANUAL = "manual"
+
+
+class Invoice(db.Model):  # type: ignore[name-defined,misc]
+    """A bill. Numbered when finalized (gapless per year); immutable from then on."""
+
+    __tablename__ = "invoices"
+    __table_args__ = (
+        # A subscription is billed once per period and reason: two workers renewing the same
+        # subscription cannot both create an invoice.
+        UniqueConstraint("subscription_id", "period_start", "billing_reason", name="uq_invoices_period"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str | None] = mapped_column(String(30), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    subscription_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id"), index=True)
+    status: Mapped[InvoiceStatus] = mapped_column(_enum(InvoiceStatus), index=True)
+    billing_reason: Mapped[BillingReason] = mapped_column(_enum(BillingReason))
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    subtotal_cents: Mapped[int] = mapped_column(Integer, default=0)
+    tax_cents: Mapped[int] = mapped_column(Integer, default=0)
+    total_cents: Mapped[int] = mapped_column(Integer, default=0)
+    amount_paid_cents: Mapped[int] = mapped_column(Integer, default=0)
+    tax_rate_bp: Mapped[int] = mapped_column(Integer, default=0)  # basis points: 1900 = 19%
+    tax_note: Mapped[str | None] = mapped_column(String(300))
+    period_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    period_end: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # What the customer's billing details were when the invoice was finalized.
+    billing_name: Mapped[str | None] = mapped_column(String(200))
+    billing_company: Mapped[str | None] = mapped_column(String(200))
+    billing_address: Mapped[str | None] = mapped_column(Text)
+    billing_country: Mapped[str | None] = mapped_column(String(2))
+    billing_tax_id: Mapped[str | None] = mapped_column(String(50))
+    billing_email: Mapped[str | None] = mapped_column(String(254))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finalized_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Dunning: how many charge attempts failed and when the next one is due.
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+
+    user: Mapped[User] = relationship()
+    subscription: Mapped[Subscription | None] = relationship()
+    lines: Mapped[list[InvoiceLine]] = relationship(
+        back_populates="invoice", order_by="InvoiceLine.id", cascade="all, delete-orphan"
+    )
+    payments: Mapped[list[Payment]] = relationship(back_populates="invoice", order_by="Payment.attempt")
+
+    @property
+    def amount_due_cents(self) -> int:
+        return self.total_cents - self.amount_paid_cents
+
+
+class LineKind(enum.StrEnum):
+    PLAN = "plan"
+    PRORATION = "proration"
+    ADDON = "addon"
+    OVERAGE = "overage"
+    CREDIT = "credit"
+
+
+class InvoiceLine(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "invoice_lines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[LineKind] = mapped_column(_enum(LineKind))
+    description: Mapped[str] = mapped_column(String(300))
+    quantity: Mapped[int] = mapped_column(Integer, default=1)
+    unit_amount_cents: Mapped[int] = mapped_column(Integer)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    price_id: Mapped[int | None] = mapped_column(ForeignKey("prices.id"))
+    period_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    period_end: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    invoice: Mapped[Invoice] = relationship(back_populates="lines")
+
+
+class InvoiceNumberSeries(db.Model):  # type: ignore[name-defined,misc]
+    """The next number of one yearly series (``DP-2026-``); incremented under a row lock."""
+
+    __tablename__ = "invoice_number_series"
+
+    prefix: Mapped[str] = mapped_column(String(20), primary_key=True)
+    next_number: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class PaymentStatus(enum.StrEnum):
+    PENDING = "pending"  # row written, PaymentIntent maybe not created or not confirmed yet
+    REQUIRES_ACTION = "requires_action"  # the customer must authenticate (3-D Secure)
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+IN_FLIGHT = (PaymentStatus.PENDING.value, PaymentStatus.REQUIRES_ACTION.value)
+
+
+class Payment(db.Model):  # type: ignore[name-defined,misc]
+    """One attempt to collect an invoice (ARCHITECTURE.md section 6)."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        UniqueConstraint("invoice_id", "attempt", name="uq_payments_invoice_attempt"),
+        # At most one attempt in flight per invoice: a second concurrent charge cannot start.
+        Index(
+            "uq_payments_one_in_flight_per_invoice",
+            "invoice_id",
+            unique=True,
+            sqlite_where=text("status IN ('pending', 'requires_action')"),
+            postgresql_where=text("status IN ('pending', 'requires_action')"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    status: Mapped[PaymentStatus] = mapped_column(_enum(PaymentStatus), index=True)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stripe_payment_method_id: Mapped[str | None] = mapped_column(String(255))
+    client_secret: Mapped[str | None] = mapped_column(String(255))
+    failure_code: Mapped[str | None] = mapped_column(String(100))
+    failure_message: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    invoice: Mapped[Invoice] = relationship(back_populates="payments")
+
+
+class PaymentMethod(db.Model):  # type: ignore[name-defined,misc]
+    """Our mirror of a card saved at Stripe: brand, last 4 and expiry only, never the number."""
+
+    __tablename__ = "payment_methods"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    stripe_payment_method_id: Mapped[str] = mapped_column(String(255), unique=True)
+    brand: Mapped[str] = mapped_column(String(30))
+    last4: Mapped[str] = mapped_column(String(4))
+    exp_month: Mapped[int] = mapped_column(Integer)
+    exp_year: Mapped[int] = mapped_column(Integer)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    detached_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class StripeEvent(db.Model):  # type: ignore[name-defined,misc]
+    """Every verified webhook event, stored first so a replay is recognised and ignored."""
+
+    __tablename__ = "stripe_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stripe_event_id: Mapped[str] = mapped_column(String(255), unique=True)
+    type: Mapped[str] = mapped_column(String(100), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    error: Mapped[str | None] = mapped_column(Text)
