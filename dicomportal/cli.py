@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from flask import Flask
 from flask.cli import FlaskGroup, with_appcontext
@@ -9,11 +11,51 @@ from flask.cli import FlaskGroup, with_appcontext
 from dicomportal.models import Role
 
 
-def main() -> None:
-    """Entry point of the ``dicomportal`` console script."""
+def build_cli() -> FlaskGroup:
+    """The ``dicomportal`` command group; ``demo`` and ``stripe-server`` work without loading the app."""
     from dicomportal import create_app
 
-    FlaskGroup(create_app=lambda: create_app(), help="dicomportal: subscription and billing portal.")()
+    group = FlaskGroup(create_app=lambda: create_app(), help="dicomportal: subscription and billing portal.")
+    group.add_command(demo_command)
+    group.add_command(stripe_server_command)
+    return group
+
+
+def main() -> None:
+    """Entry point of the ``dicomportal`` console script."""
+    build_cli()()
+
+
+@click.command("demo")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve the portal on.")
+@click.option("--port", default=5000, show_default=True, type=int, help="Port to serve the portal on.")
+@click.option("--stripe-port", type=int, default=None, help="localstripe's port  [default: a free one]")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the SQLite database and secret key live  [default: the instance folder]",
+)
+def demo_command(host: str, port: int, stripe_port: int | None, data_dir: Path | None) -> None:
+    """Run the whole portal locally: localstripe, a seeded database, demo logins. Ctrl-C stops it."""
+    from dicomportal.demo import DemoError, DemoOptions, run_demo
+
+    options = DemoOptions(host=host, port=port, stripe_port=stripe_port, data_dir=data_dir)
+    try:
+        run_demo(options, echo=click.echo)
+    except DemoError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.command("stripe-server")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8420, show_default=True, type=int)
+def stripe_server_command(host: str, port: int) -> None:
+    """Serve localstripe (a local Stripe API) in memory until Ctrl-C."""
+    from dicomportal.stripe_server import serve
+
+    click.echo(f"localstripe at http://{host}:{port} (in memory). Press Ctrl-C to stop")
+    serve(host, port)
 
 
 @click.command("seed")
@@ -49,3 +91,7 @@ def register(app: Flask) -> None:
     """Attach our commands to the app's CLI."""
     for command in (seed_command, create_user_command):
         app.cli.add_command(command)
+
+
+if __name__ == "__main__":
+    main()

@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -30,6 +31,17 @@ def serve(host: str = "127.0.0.1", port: int = 8420) -> None:
     resources.Store.dump_to_disk = lambda self: None  # type: ignore[method-assign]
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     web.run_app(server.app, host=host, port=port, print=None, access_log=None)
+
+
+def exit_with_parent(parent_pid: int, interval: float = 0.5) -> None:
+    """Exit this process as soon as ``parent_pid`` is gone (no orphan if the parent is killed -9)."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -62,6 +74,8 @@ class LocalStripe:
                 self.host,
                 "--port",
                 str(self.port),
+                "--parent-pid",
+                str(os.getpid()),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -117,7 +131,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="localstripe on loopback, in memory")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8420)
+    parser.add_argument("--parent-pid", type=int, help="exit when this process ends")
     args = parser.parse_args(argv)
+    if args.parent_pid:
+        exit_with_parent(args.parent_pid)
     serve(args.host, args.port)
 
 
