@@ -1,0 +1,94 @@
+"""A wheel of dicomportal carries its templates, static files, migrations and help articles.
+
+Builds the wheel from a copy of the source tree, installs it into a fresh virtual environment
+(offline: no download, no build isolation) and, from a directory outside the source tree, renders
+pages from the installed package against a new SQLite database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import site
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = ("pyproject.toml", "README.md", "dicomportal", "templates", "static", "migrations")
+URLS = ("/pricing", "/static/vendor/htmx/htmx.min.js", "/help/", "/auth/login")
+
+CHECK_INSTALLED_APP = """
+import json, sys
+from pathlib import Path
+
+import dicomportal
+from dicomportal import create_app
+from dicomportal.billing.catalog import seed_catalog
+from flask_migrate import upgrade
+
+here = Path.cwd()
+app = create_app(
+    {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{here / 'wheel.db'}", "TESTING": True},
+    instance_path=str(here / "instance"),
+)
+with app.app_context():
+    upgrade()
+    seed_catalog()
+client = app.test_client()
+statuses = {url: client.get(url).status_code for url in sys.argv[1:]}
+print(json.dumps({"package": dicomportal.__file__, "statuses": statuses}))
+"""
+
+
+def run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
+    """Run a command; on failure show what it printed."""
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def build_wheel(tmp_path: Path) -> Path:
+    """``python -m build --wheel`` on a copy of the tree, so nothing is written into the checkout."""
+    source = tmp_path / "src"
+    for name in SOURCES:
+        origin = ROOT / name
+        if origin.is_dir():
+            shutil.copytree(origin, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            source.mkdir(exist_ok=True)
+            shutil.copy2(origin, source / name)
+    dist = tmp_path / "dist"
+    build = [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(source)]
+    run(build, tmp_path)
+    (wheel,) = dist.glob("dicomportal-*.whl")
+    return wheel
+
+
+def fresh_venv_with(wheel: Path, target: Path) -> Path:
+    """A new virtual environment holding only the wheel; dependencies come from this environment's
+    site-packages, listed after the new one so the wheel's ``dicomportal`` wins."""
+    venv.create(target, with_pip=False)
+    python = target / "bin" / "python"
+    pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-index", "--no-deps"]
+    run([*pip, str(wheel)], target)
+    purelib = "import sysconfig; print(sysconfig.get_path('purelib'))"
+    new_site = Path(run([str(python), "-c", purelib], target).strip())
+    # Plain directory lines: these folders' own .pth files (the editable install's hook) stay inactive.
+    (new_site / "zz_dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    return python
+
+
+def test_wheel_ships_templates_static_migrations_and_help_articles(tmp_path: Path) -> None:
+    python = fresh_venv_with(build_wheel(tmp_path), tmp_path / "venv")
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DATABASE_URL")}
+
+    out = run([str(python), "-c", CHECK_INSTALLED_APP, *URLS], workdir, env)
+    result = json.loads(out.strip().splitlines()[-1])
+
+    assert Path(result["package"]).is_relative_to(tmp_path / "venv"), result["package"]
+    assert result["statuses"] == {url: 200 for url in URLS}
