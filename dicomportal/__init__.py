@@ -33,6 +33,12 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
     app.config.update(load_config(Path(app.instance_path)))
     if config:
         app.config.update(config)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        # Concurrent writers wait for SQLite's lock instead of failing at once.
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+            **app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}),
+            "connect_args": {"timeout": 30},
+        }
     register_extensions(app)
     register_blueprints(app)
     register_errorhandlers(app)
@@ -70,9 +76,9 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from dicomportal.views import account, auth, billing, dev, help, plans
+    from dicomportal.views import account, auth, billing, dev, help, plans, webhooks
 
-    for module in (auth, plans, help, account, billing, dev):
+    for module in (auth, plans, help, account, billing, webhooks, dev):
         app.register_blueprint(module.bp)
 
 

@@ -66,6 +66,7 @@ def load_config(instance_path: Path) -> dict[str, Any]:
         "STRIPE_PUBLISHABLE_KEY": os.environ.get("STRIPE_PUBLISHABLE_KEY", "pk_test_dicomportal"),
         "STRIPE_WEBHOOK_SECRET": os.environ.get("STRIPE_WEBHOOK_SECRET", "whsec_dicomportal_demo"),
         "STRIPE_API_BASE": stripe_base.rstrip("/"),
+        "STRIPE_TIMEOUT": float(os.environ.get("STRIPE_TIMEOUT", "20")),
         # Mail: "smtp" delivers through MAIL_SERVER; "outbox" only keeps mail in the database
         # (the demo shows it at /dev/outbox).
         "MAIL_BACKEND": os.environ.get("MAIL_BACKEND", "smtp"),

@@ -162,3 +162,97 @@ def active_overage_rates() -> list[OverageRate]:
     return list(
         db.session.scalars(select(OverageRate).where(OverageRate.active.is_(True)).order_by(OverageRate.code))
     )
+
+
+# --- the pricing page's figures ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AddOnOffer:
+    """One add-on as the pricing page lists it: its price per month and per year, where sold so."""
+
+    code: str
+    name: str
+    description: str
+    monthly_cents: int | None
+    yearly_cents: int | None
+
+
+@dataclass(frozen=True)
+class PlanCard:
+    """A plan offer with its storage and feature lines ready to print."""
+
+    offer: PlanOffer
+    storage: str
+    features: list[str]
+
+
+@dataclass(frozen=True)
+class PricingPage:
+    """Everything the pricing page shows for one billing interval."""
+
+    interval: Interval
+    cards: list[PlanCard]
+    best_annual_saving: int
+    addons: list[AddOnOffer]
+    overage_rates: list[OverageRate]
+
+
+def interval_or_month(value: str | None) -> Interval:
+    """The interval a visitor asked for; anything unknown means monthly (a bad link is not an error)."""
+    try:
+        return Interval(value or Interval.MONTH)
+    except ValueError:
+        return Interval.MONTH
+
+
+def addon_offers() -> list[AddOnOffer]:
+    """Active add-ons, one entry per add-on with its monthly and yearly price side by side."""
+    by_code: dict[str, dict[Interval, AddOn]] = {}
+    for row in active_addons():
+        by_code.setdefault(row.code, {})[row.interval] = row
+    result = []
+    for rows in by_code.values():
+        first = next(iter(rows.values()))
+        monthly, yearly = rows.get(Interval.MONTH), rows.get(Interval.YEAR)
+        result.append(
+            AddOnOffer(
+                code=first.code,
+                name=first.name,
+                description=first.description,
+                monthly_cents=monthly.amount_cents if monthly else None,
+                yearly_cents=yearly.amount_cents if yearly else None,
+            )
+        )
+    return result
+
+
+def pricing_page(interval: Interval) -> PricingPage:
+    """The plans, savings, add-ons and overage rates on sale, for the pricing page."""
+    return PricingPage(
+        interval=interval,
+        cards=[
+            PlanCard(o, storage_label(o.plan.storage_gb), marketing_features(o.plan))
+            for o in offers(interval)
+        ],
+        best_annual_saving=best_annual_saving(),
+        addons=addon_offers(),
+        overage_rates=active_overage_rates(),
+    )
+
+
+# The page states storage and credits from the plan's own columns (what is enforced), so the
+# marketing lines that repeat them are left out rather than risk two figures that disagree.
+_FIGURE_LINES = ("cloud storage", "processing credits")
+
+
+def marketing_features(plan: Plan) -> list[str]:
+    """The plan's feature lines other than its storage and monthly credits."""
+    return [f for f in plan.features if not any(word in f.lower() for word in _FIGURE_LINES)]
+
+
+def storage_label(gigabytes: int) -> str:
+    """``50`` -> ``"50 GB"``, ``1000`` -> ``"1 TB"`` (decimal units, as storage is sold)."""
+    if gigabytes >= 1000 and gigabytes % 1000 == 0:
+        return f"{gigabytes // 1000} TB"
+    return f"{gigabytes} GB"

@@ -1,0 +1,103 @@
+"""Customers and saved cards at Stripe, mirrored in our database (brand, last 4, expiry only)."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, select, update
+
+from dicomportal.billing import audit, clock, gateway
+from dicomportal.billing.errors import PaymentSetupFailed
+from dicomportal.extensions import db
+from dicomportal.models import PaymentMethod, User
+
+
+def ensure_customer(user: User) -> str:
+    """The user's Stripe Customer id, created on first need (committed).
+
+    Two requests racing here both create a Customer; the conditional update keeps the first one
+    and the loser's Customer is never used.
+    """
+    if user.stripe_customer_id:
+        return user.stripe_customer_id
+    customer_id = gateway.create_customer(user.email, user.name, user.id)
+    result = db.session.execute(
+        update(User)
+        .where(User.id == user.id, User.stripe_customer_id.is_(None))
+        .values(stripe_customer_id=customer_id)
+    )
+    db.session.commit()
+    if cast(CursorResult[Any], result).rowcount == 0:
+        db.session.refresh(user)
+    return user.stripe_customer_id or customer_id
+
+
+def start_card_setup(user: User) -> gateway.SetupIntentInfo:
+    """A SetupIntent the browser confirms with Stripe.js; the card number never reaches us."""
+    return gateway.create_setup_intent(ensure_customer(user))
+
+
+def verified_setup(user: User, setup_intent_id: str) -> gateway.SetupIntentInfo:
+    """Re-read a SetupIntent the browser says it confirmed, and check it is this customer's and done.
+
+    :raises PaymentSetupFailed: it is someone else's, unfinished, or has no card.
+    """
+    if not setup_intent_id.startswith("seti_"):
+        raise PaymentSetupFailed("We could not confirm your card. Please enter it again.")
+    setup = gateway.retrieve_setup_intent(setup_intent_id)
+    if setup.customer != user.stripe_customer_id or setup.status != "succeeded" or not setup.payment_method:
+        raise PaymentSetupFailed(
+            "Your card was not confirmed (3-D Secure not completed?). Nothing was charged."
+        )
+    return setup
+
+
+def save_default_card(user: User, payment_method_id: str) -> PaymentMethod:
+    """Attach the card to the customer and make it the one renewals are charged to (not committed).
+
+    :raises CardDeclined: Stripe refused the card.
+    """
+    existing = db.session.scalar(
+        select(PaymentMethod).where(PaymentMethod.stripe_payment_method_id == payment_method_id)
+    )
+    card: PaymentMethod
+    if existing is not None and existing.user_id == user.id and existing.detached_at is None:
+        card = existing
+    else:
+        details = gateway.attach_card(payment_method_id, user.stripe_customer_id or "")
+        card = PaymentMethod(
+            user_id=user.id,
+            stripe_payment_method_id=details.id,
+            brand=details.brand,
+            last4=details.last4,
+            exp_month=details.exp_month,
+            exp_year=details.exp_year,
+        )
+        db.session.add(card)
+    db.session.execute(update(PaymentMethod).where(PaymentMethod.user_id == user.id).values(is_default=False))
+    card.is_default = True
+    db.session.flush()
+    audit.record("card.saved", user.id, card, brand=card.brand, last4=card.last4)
+    return card
+
+
+def cards_of(user_id: int) -> list[PaymentMethod]:
+    """The customer's saved cards, default first."""
+    query = (
+        select(PaymentMethod)
+        .where(PaymentMethod.user_id == user_id, PaymentMethod.detached_at.is_(None))
+        .order_by(PaymentMethod.is_default.desc(), PaymentMethod.created_at.desc())
+    )
+    return list(db.session.scalars(query))
+
+
+def forget_customer(customer_id: str) -> None:
+    """Stripe deleted the customer: their cards are gone too (committed by the caller)."""
+    user = db.session.scalar(select(User).where(User.stripe_customer_id == customer_id))
+    if user is None:
+        return
+    now = clock.now()
+    for card in cards_of(user.id):
+        card.detached_at, card.is_default = now, False
+    user.stripe_customer_id = None
+    audit.record("stripe.customer_deleted", user.id, user, customer=customer_id)

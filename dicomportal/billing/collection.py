@@ -1,0 +1,230 @@
+"""Collecting invoices safely (ARCHITECTURE.md section 6) and dunning.
+
+Each attempt: (1) a Payment row (pending) is committed; (2) an unconfirmed PaymentIntent is created
+with metadata {invoice_id, payment_id} and Idempotency-Key ``payment-<id>``, and its id committed;
+(3) it is confirmed; (4) the outcome is recorded with a compare-and-set on the row's status, so the
+synchronous path, a webhook and the reconcile job can all report the same outcome and only the
+first one has an effect. A crash anywhere leaves a pending row that :func:`reconcile_pending`
+finishes by re-reading the PaymentIntent: an invoice is never charged twice and no success is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from flask import current_app
+from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from dicomportal.billing import clock, gateway
+from dicomportal.billing.errors import ChargeInProgress, GatewayUnavailable
+from dicomportal.billing.invoicing import mark_paid
+from dicomportal.extensions import db
+from dicomportal.models import (
+    IN_FLIGHT,
+    Invoice,
+    InvoiceStatus,
+    Payment,
+    PaymentMethod,
+    PaymentStatus,
+)
+
+log = logging.getLogger(__name__)
+
+INTENT_STATUS = {
+    "succeeded": PaymentStatus.SUCCEEDED,
+    "requires_action": PaymentStatus.REQUIRES_ACTION,
+    "requires_payment_method": PaymentStatus.FAILED,
+    "canceled": PaymentStatus.FAILED,
+}
+
+
+def default_card(user_id: int) -> PaymentMethod | None:
+    """The card renewals are charged to."""
+    query = select(PaymentMethod).where(
+        PaymentMethod.user_id == user_id,
+        PaymentMethod.is_default.is_(True),
+        PaymentMethod.detached_at.is_(None),
+    )
+    return db.session.scalar(query)
+
+
+def charge_invoice(invoice_id: int) -> Payment:
+    """Try to collect an open invoice with the customer's default card (steps 1-4).
+
+    :raises ChargeInProgress: another attempt on this invoice is in flight.
+    :raises GatewayUnavailable: Stripe did not answer; the payment stays pending for reconcile.
+    """
+    invoice = db.session.get(Invoice, invoice_id)
+    if invoice is None or invoice.status != InvoiceStatus.OPEN:
+        raise ValueError(f"invoice {invoice_id} is not open")
+    card = default_card(invoice.user_id)
+    payment = _start_attempt(invoice, card)
+    if card is None or not invoice.user.stripe_customer_id:
+        return record_outcome(payment.id, PaymentStatus.FAILED, code="no_card", message="No card on file.")
+    return drive(payment.id, fresh=True)
+
+
+def _start_attempt(invoice: Invoice, card: PaymentMethod | None) -> Payment:
+    """Step 1: the Payment row, committed before Stripe hears of it."""
+    attempt = (
+        db.session.scalar(select(func.max(Payment.attempt)).where(Payment.invoice_id == invoice.id)) or 0
+    ) + 1
+    payment = Payment(
+        invoice_id=invoice.id,
+        attempt=attempt,
+        status=PaymentStatus.PENDING,
+        amount_cents=invoice.amount_due_cents,
+        currency=invoice.currency,
+        stripe_payment_method_id=card.stripe_payment_method_id if card else None,
+    )
+    db.session.add(payment)
+    try:
+        db.session.commit()
+    except IntegrityError as exc:
+        db.session.rollback()
+        raise ChargeInProgress("A payment for this invoice is already being processed.") from exc
+    return payment
+
+
+def drive(payment_id: int, fresh: bool = False) -> Payment:
+    """Steps 2-4 for a pending payment, from wherever a previous run stopped.
+
+    :raises GatewayUnavailable: Stripe did not answer; the row stays pending.
+    """
+    payment = db.session.get_one(Payment, payment_id)
+    customer = payment.invoice.user.stripe_customer_id or ""
+    if payment.stripe_payment_intent_id is None:
+        intent = None if fresh else gateway.find_intent_by_metadata(customer, "payment_id", str(payment.id))
+        if intent is None:
+            intent = gateway.create_payment_intent(
+                amount=payment.amount_cents,
+                currency=payment.currency,
+                customer=customer,
+                payment_method=payment.stripe_payment_method_id or "",
+                metadata={"invoice_id": str(payment.invoice_id), "payment_id": str(payment.id)},
+                idempotency_key=f"payment-{payment.id}",
+            )
+        payment.stripe_payment_intent_id = intent.id
+        db.session.commit()
+    else:
+        intent = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
+    if intent.status == "requires_confirmation":
+        intent = gateway.confirm_payment_intent(intent.id)
+    return record_intent(payment.id, intent)
+
+
+def record_intent(payment_id: int, intent: gateway.IntentInfo) -> Payment:
+    """Step 4 from a PaymentIntent's state; states still in motion change nothing."""
+    status = INTENT_STATUS.get(intent.status)
+    if status is None:
+        return db.session.get_one(Payment, payment_id)
+    return record_outcome(
+        payment_id,
+        status,
+        code=intent.failure_code,
+        message=intent.failure_message,
+        client_secret=intent.client_secret,
+        amount=intent.amount,
+    )
+
+
+def record_outcome(
+    payment_id: int,
+    status: PaymentStatus,
+    *,
+    code: str | None = None,
+    message: str | None = None,
+    client_secret: str | None = None,
+    amount: int | None = None,
+) -> Payment:
+    """Move a payment out of flight exactly once, then let the invoice and subscription follow."""
+    allowed = [PaymentStatus.PENDING.value] if status == PaymentStatus.REQUIRES_ACTION else list(IN_FLIGHT)
+    values: dict[str, object] = {"status": status, "updated_at": clock.now()}
+    if status == PaymentStatus.FAILED:
+        values |= {
+            "failure_code": code or "card_declined",
+            "failure_message": message or "Your card was declined.",
+        }
+    if status == PaymentStatus.REQUIRES_ACTION:
+        values["client_secret"] = client_secret
+    result = db.session.execute(
+        update(Payment).where(Payment.id == payment_id, Payment.status.in_(allowed)).values(**values)
+    )
+    changed = cast(CursorResult[Any], result).rowcount
+    payment = db.session.get_one(Payment, payment_id)
+    db.session.refresh(payment)
+    if changed:
+        _after_outcome(payment, amount if amount is not None else payment.amount_cents)
+    db.session.commit()
+    return payment
+
+
+def _after_outcome(payment: Payment, amount: int) -> None:
+    from dicomportal.billing import subscriptions
+
+    invoice = payment.invoice
+    if payment.status == PaymentStatus.SUCCEEDED:
+        mark_paid(invoice, amount)
+        subscriptions.invoice_paid(invoice)
+    elif payment.status == PaymentStatus.FAILED:
+        invoice.attempt_count += 1
+        invoice.next_attempt_at = next_retry_at(invoice)
+        subscriptions.invoice_payment_failed(invoice, payment)
+    elif payment.status == PaymentStatus.REQUIRES_ACTION:
+        subscriptions.invoice_requires_action(invoice, payment)
+
+
+def next_retry_at(invoice: Invoice) -> datetime | None:
+    """When dunning tries again after ``attempt_count`` failures; None once the schedule is spent."""
+    schedule: list[int] = current_app.config["DUNNING_SCHEDULE_DAYS"]
+    failures = invoice.attempt_count
+    if failures > len(schedule) or invoice.finalized_at is None:
+        return None
+    return invoice.finalized_at + timedelta(days=schedule[failures - 1])
+
+
+def cancel_action_required(invoice_id: int) -> None:
+    """Abandon an attempt waiting for 3-D Secure (e.g. the customer chose another card)."""
+    waiting = db.session.scalars(
+        select(Payment).where(
+            Payment.invoice_id == invoice_id, Payment.status == PaymentStatus.REQUIRES_ACTION
+        )
+    ).all()
+    for payment in waiting:
+        intent_id = payment.stripe_payment_intent_id or ""
+        gateway.cancel_payment_intent(intent_id)
+        intent = gateway.retrieve_payment_intent(intent_id)
+        if intent.status != "canceled":  # it succeeded meanwhile: record that, never drop it
+            record_intent(payment.id, intent)
+            continue
+        db.session.execute(
+            update(Payment)
+            .where(Payment.id == payment.id, Payment.status == PaymentStatus.REQUIRES_ACTION)
+            .values(status=PaymentStatus.CANCELED, updated_at=clock.now())
+        )
+        db.session.commit()
+
+
+def reconcile_pending(older_than: timedelta = timedelta(minutes=2), limit: int = 100) -> int:
+    """Finish payments a crash or an outage left pending; returns how many reached an outcome."""
+    cutoff = clock.now() - older_than
+    ids = list(
+        db.session.scalars(
+            select(Payment.id)
+            .where(Payment.status == PaymentStatus.PENDING, Payment.created_at <= cutoff)
+            .order_by(Payment.id)
+            .limit(limit)
+        )
+    )
+    finished = 0
+    for payment_id in ids:
+        try:
+            finished += drive(payment_id).status != PaymentStatus.PENDING
+        except GatewayUnavailable:
+            db.session.rollback()
+            log.warning("reconcile: Stripe unavailable, payment %s stays pending", payment_id)
+            break
+    return finished

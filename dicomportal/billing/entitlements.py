@@ -1,0 +1,45 @@
+"""What a customer may do right now, answered from their subscription's state. Views ask this."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dicomportal.billing.subscriptions import live_subscription
+from dicomportal.models import SubscriptionStatus
+
+GB = 1024**3
+
+
+@dataclass(frozen=True)
+class Entitlements:
+    plan_code: str | None
+    status: SubscriptionStatus | None
+    can_view: bool  # open studies in the cloud viewer
+    can_upload: bool  # add studies to cloud storage
+    storage_quota_bytes: int
+    monthly_credits: int
+
+    @property
+    def has_access(self) -> bool:
+        return self.can_view
+
+
+NONE = Entitlements(None, None, False, False, 0, 0)
+
+
+def entitlements_for(user_id: int) -> Entitlements:
+    """Active: everything. Past due: view and upload while dunning runs. Paused: view only.
+    Incomplete (first payment not made) and ended: nothing."""
+    subscription = live_subscription(user_id)
+    if subscription is None or subscription.status == SubscriptionStatus.INCOMPLETE:
+        return NONE
+    plan = subscription.price.plan
+    status = subscription.status
+    return Entitlements(
+        plan_code=plan.code,
+        status=status,
+        can_view=True,
+        can_upload=status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE),
+        storage_quota_bytes=plan.storage_gb * GB,
+        monthly_credits=plan.monthly_credits,
+    )

@@ -1,0 +1,282 @@
+"""The subscription lifecycle (ARCHITECTURE.md section 4): subscribe, renew, and what a payment's
+outcome does to a subscription. Pause, plan changes and cancellation build on these."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from dicomportal import notify
+from dicomportal.billing import audit, cards, clock, collection
+from dicomportal.billing.errors import (
+    AlreadySubscribed,
+    ChargeInProgress,
+    GatewayUnavailable,
+    PlanNotAvailable,
+)
+from dicomportal.billing.invoicing import LineSpec, create_invoice, finalize, void
+from dicomportal.billing.periods import next_period, period_boundary
+from dicomportal.extensions import db
+from dicomportal.models import (
+    BillingReason,
+    Invoice,
+    InvoiceStatus,
+    LineKind,
+    Payment,
+    PaymentStatus,
+    Price,
+    Subscription,
+    SubscriptionStatus,
+    User,
+)
+
+log = logging.getLogger(__name__)
+
+
+def live_subscription(user_id: int) -> Subscription | None:
+    """The customer's subscription that has not ended, if any."""
+    query = select(Subscription).where(
+        Subscription.user_id == user_id, Subscription.status != SubscriptionStatus.ENDED
+    )
+    return db.session.scalar(query)
+
+
+def latest_subscription(user_id: int) -> Subscription | None:
+    """The live subscription, or else the most recent ended one."""
+    query = select(Subscription).where(Subscription.user_id == user_id).order_by(Subscription.id.desc())
+    return live_subscription(user_id) or db.session.scalars(query).first()
+
+
+def sellable_price(price_id: int) -> Price:
+    """:raises PlanNotAvailable: the price is unknown or no longer sold."""
+    price = db.session.get(Price, price_id)
+    if price is None or not price.active or not price.plan.active:
+        raise PlanNotAvailable("That plan is not available. Please choose another.")
+    return price
+
+
+def plan_line(price: Price, start: object, end: object) -> LineSpec:
+    every = "month" if price.interval.value == "month" else "year"
+    return LineSpec(
+        kind=LineKind.PLAN,
+        description=f"{price.plan.name} plan, billed every {every}",
+        amount_cents=price.amount_cents,
+        price_id=price.id,
+        period_start=start,  # type: ignore[arg-type]
+        period_end=end,  # type: ignore[arg-type]
+    )
+
+
+def subscribe(user_id: int, price_id: int, setup_intent_id: str) -> Subscription:
+    """Start a subscription with the card the customer just confirmed, and charge its first invoice.
+
+    The subscription is ``active`` once the first payment succeeds, ``incomplete`` while the card
+    needs 3-D Secure, and ``ended`` (invoice void) if the card is declined.
+
+    :raises AlreadySubscribed: the customer has a subscription that has not ended (also on races).
+    :raises PlanNotAvailable: the price is not on sale.
+    :raises PaymentSetupFailed: the card was not confirmed.
+    :raises CardDeclined: Stripe refused to save the card.
+    """
+    user = db.session.get_one(User, user_id)
+    price = sellable_price(price_id)
+    if live_subscription(user_id) is not None:
+        raise AlreadySubscribed("You already have a subscription.")
+    setup = cards.verified_setup(user, setup_intent_id)
+    subscription = _claim_subscription(user, price)
+    cards.save_default_card(user, setup.payment_method or "")
+    invoice = _first_invoice(user, subscription, price)
+    audit.record(
+        "subscription.created", user.id, subscription, plan=price.plan.code, interval=price.interval.value
+    )
+    db.session.commit()
+    _collect(invoice.id)
+    db.session.refresh(subscription)
+    return subscription
+
+
+def _claim_subscription(user: User, price: Price) -> Subscription:
+    """Insert the subscription first: the one-live-subscription index turns every concurrent
+    duplicate into AlreadySubscribed before any card is attached or any invoice is made."""
+    now = clock.now()
+    subscription = Subscription(
+        user_id=user.id,
+        price_id=price.id,
+        status=SubscriptionStatus.INCOMPLETE,
+        current_period_start=now,
+        current_period_end=period_boundary(now, price.interval, 1),
+        billing_anchor=now,
+    )
+    db.session.add(subscription)
+    try:
+        db.session.flush()
+    except IntegrityError as exc:
+        db.session.rollback()
+        raise AlreadySubscribed("You already have a subscription.") from exc
+    return subscription
+
+
+def _first_invoice(user: User, subscription: Subscription, price: Price) -> Invoice:
+    period = (subscription.current_period_start, subscription.current_period_end)
+    invoice = create_invoice(
+        user, [plan_line(price, *period)], BillingReason.SUBSCRIPTION_CREATE, subscription, period
+    )
+    return finalize(invoice, current_app.config)
+
+
+def _collect(invoice_id: int) -> Payment | None:
+    """Charge now; if Stripe is unreachable the payment stays pending and reconcile finishes it."""
+    try:
+        return collection.charge_invoice(invoice_id)
+    except GatewayUnavailable:
+        db.session.rollback()
+        log.warning("charge of invoice %s deferred: Stripe unavailable", invoice_id)
+        return None
+
+
+def renew(subscription_id: int) -> Invoice | None:
+    """Start the next period of a due subscription: new invoice, finalized and charged.
+
+    Safe to call from several workers at once: the row is locked (PostgreSQL) and an invoice is
+    unique per subscription, period and reason, so only one renewal per period ever exists.
+    """
+    now = clock.now()
+    subscription = db.session.scalar(
+        select(Subscription).where(Subscription.id == subscription_id).with_for_update(skip_locked=True)
+    )
+    if subscription is None or subscription.status != SubscriptionStatus.ACTIVE:
+        return None
+    if subscription.current_period_end > now:
+        return None
+    if subscription.cancel_at_period_end:
+        end(subscription, "canceled")
+        db.session.commit()
+        return None
+    invoice = _next_period_invoice(subscription)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()  # another worker renewed this period first
+        return None
+    _collect(invoice.id)
+    return invoice
+
+
+def _next_period_invoice(subscription: Subscription) -> Invoice:
+    if subscription.scheduled_price_id is not None:
+        subscription.price_id = subscription.scheduled_price_id
+        subscription.scheduled_price_id = None
+        db.session.flush()
+        db.session.refresh(subscription)
+    price = subscription.price
+    start, end_ = next_period(subscription.billing_anchor, price.interval, subscription.current_period_end)
+    invoice = create_invoice(
+        subscription.user,
+        [plan_line(price, start, end_)],
+        BillingReason.SUBSCRIPTION_CYCLE,
+        subscription,
+        (start, end_),
+    )
+    subscription.current_period_start, subscription.current_period_end = start, end_
+    audit.record("subscription.renewed", subscription.user_id, subscription, period_end=end_.isoformat())
+    return finalize(invoice, current_app.config)
+
+
+def end(subscription: Subscription, reason: str) -> None:
+    """End a subscription now; its data is kept until the restore deadline (not committed)."""
+    now = clock.now()
+    subscription.status = SubscriptionStatus.ENDED
+    subscription.ended_at = now
+    subscription.ended_reason = reason
+    subscription.restore_deadline = now + timedelta(days=current_app.config["RESTORE_WINDOW_DAYS"])
+    audit.record("subscription.ended", subscription.user_id, subscription, reason=reason)
+
+
+# --- what a payment's outcome does (called by collection.record_outcome) ------------------------
+
+
+def invoice_paid(invoice: Invoice) -> None:
+    """A paid invoice activates an incomplete subscription and ends dunning."""
+    subscription = invoice.subscription
+    audit.record("invoice.paid", invoice.user_id, invoice, amount_cents=invoice.amount_paid_cents)
+    notify.invoice_paid(invoice)
+    if subscription is None:
+        return
+    if subscription.status == SubscriptionStatus.INCOMPLETE or (
+        subscription.status == SubscriptionStatus.PAST_DUE and not _other_open_invoices(invoice)
+    ):
+        subscription.status = SubscriptionStatus.ACTIVE
+
+
+def _other_open_invoices(invoice: Invoice) -> bool:
+    query = select(Invoice.id).where(
+        Invoice.subscription_id == invoice.subscription_id,
+        Invoice.status == InvoiceStatus.OPEN,
+        Invoice.id != invoice.id,
+    )
+    return db.session.scalar(query) is not None
+
+
+def invoice_payment_failed(invoice: Invoice, payment: Payment) -> None:
+    """A declined first payment ends the subscription at once (the invoice is voided); a declined
+    renewal makes it past due and dunning retries; when the retries are spent it ends."""
+    subscription = invoice.subscription
+    audit.record(
+        "payment.failed", invoice.user_id, payment, invoice=invoice.number, code=payment.failure_code
+    )
+    if subscription is None:
+        return
+    if invoice.billing_reason == BillingReason.SUBSCRIPTION_CREATE:
+        void(invoice)
+        subscription.status = SubscriptionStatus.ENDED
+        subscription.ended_at = clock.now()
+        subscription.ended_reason = "first_payment_failed"
+        return
+    if invoice.next_attempt_at is None:
+        invoice.status = InvoiceStatus.UNCOLLECTIBLE
+        end(subscription, "unpaid")
+        notify.subscription_ended_unpaid(subscription, invoice)
+        return
+    subscription.status = SubscriptionStatus.PAST_DUE
+    notify.payment_failed(invoice, payment)
+
+
+def invoice_requires_action(invoice: Invoice, payment: Payment) -> None:
+    """The bank wants the customer to authenticate: at sign-up the page asks at once; at renewal
+    the subscription is past due and the customer gets an email with a link to authenticate."""
+    subscription = invoice.subscription
+    if subscription is None or invoice.billing_reason == BillingReason.SUBSCRIPTION_CREATE:
+        return
+    subscription.status = SubscriptionStatus.PAST_DUE
+    notify.payment_action_required(invoice)
+
+
+def complete_authentication(user_id: int, payment_id: int) -> Payment:
+    """After Stripe.js's 3-D Secure dialog: re-read the PaymentIntent and record what happened."""
+    payment = db.session.get(Payment, payment_id)
+    if payment is None or payment.invoice.user_id != user_id:
+        raise LookupError("no such payment")
+    if payment.status not in (PaymentStatus.REQUIRES_ACTION, PaymentStatus.PENDING):
+        return payment
+    return collection.drive(payment.id)
+
+
+def pay_open_invoices(user_id: int) -> list[Payment]:
+    """Charge the customer's open invoices now with their default card ("update card and pay now")."""
+    open_ids = db.session.scalars(
+        select(Invoice.id).where(Invoice.user_id == user_id, Invoice.status == InvoiceStatus.OPEN)
+    ).all()
+    payments = []
+    for invoice_id in open_ids:
+        collection.cancel_action_required(invoice_id)
+        try:
+            payment = _collect(invoice_id)
+        except ChargeInProgress:
+            continue  # an attempt already under way will settle this invoice
+        if payment is not None:
+            payments.append(payment)
+    return payments

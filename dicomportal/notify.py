@@ -1,0 +1,69 @@
+"""Emails about billing events. Billing services call these; each queues one outbox row that is
+committed with the change it reports (see dicomportal.mail)."""
+
+from __future__ import annotations
+
+from dicomportal.formatting import format_money
+from dicomportal.mail import absolute_url, queue_email
+from dicomportal.models import BillingReason, Invoice, Payment, Subscription
+
+
+def invoice_paid(invoice: Invoice) -> None:
+    """A receipt; for a new subscription it doubles as the welcome email."""
+    welcome = invoice.billing_reason == BillingReason.SUBSCRIPTION_CREATE
+    plan = invoice.subscription.price.plan.name if invoice.subscription else None
+    subject = (
+        f"Welcome to DICOM Portal {plan}" if welcome and plan else f"Receipt for invoice {invoice.number}"
+    )
+    queue_email(
+        invoice.user.email,
+        subject,
+        "billing_receipt",
+        user_id=invoice.user_id,
+        invoice=invoice,
+        plan=plan,
+        welcome=welcome,
+        amount=format_money(invoice.amount_paid_cents, invoice.currency),
+        account_url=absolute_url("/account/"),
+    )
+
+
+def payment_failed(invoice: Invoice, payment: Payment) -> None:
+    """Dunning: what failed, when we try again, and a link to update the card and pay now."""
+    queue_email(
+        invoice.user.email,
+        f"Your payment for invoice {invoice.number} failed",
+        "billing_payment_failed",
+        user_id=invoice.user_id,
+        invoice=invoice,
+        payment=payment,
+        amount=format_money(invoice.amount_due_cents, invoice.currency),
+        update_card_url=absolute_url("/billing/card"),
+    )
+
+
+def payment_action_required(invoice: Invoice) -> None:
+    """The bank asks the customer to authenticate a renewal payment."""
+    queue_email(
+        invoice.user.email,
+        f"Please confirm your payment for invoice {invoice.number}",
+        "billing_action_required",
+        user_id=invoice.user_id,
+        invoice=invoice,
+        amount=format_money(invoice.amount_due_cents, invoice.currency),
+        pay_url=absolute_url("/billing/card"),
+    )
+
+
+def subscription_ended_unpaid(subscription: Subscription, invoice: Invoice) -> None:
+    """After the last retry failed: access has stopped, data is kept until the restore deadline."""
+    queue_email(
+        invoice.user.email,
+        "Your DICOM Portal subscription has ended",
+        "billing_ended_unpaid",
+        user_id=invoice.user_id,
+        subscription=subscription,
+        invoice=invoice,
+        amount=format_money(invoice.amount_due_cents, invoice.currency),
+        pricing_url=absolute_url("/pricing"),
+    )
