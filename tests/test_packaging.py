@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import site
 import subprocess
@@ -92,3 +93,17 @@ def test_wheel_ships_templates_static_migrations_and_help_articles(tmp_path: Pat
 
     assert Path(result["package"]).is_relative_to(tmp_path / "venv"), result["package"]
     assert result["statuses"] == {url: 200 for url in URLS}
+
+
+def settings_read_by_config() -> set[str]:
+    """The environment variables ``dicomportal/config.py`` reads."""
+    source = (ROOT / "dicomportal" / "config.py").read_text()
+    return set(re.findall(r'(?:environ\.get|_bool|_int)\(\s*"([A-Z][A-Z0-9_]*)"', source))
+
+
+def test_readme_documents_every_setting_config_reads() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = {m for m in re.findall(r"^\| `([A-Z][A-Z0-9_]*)` \|", readme, flags=re.MULTILINE)}
+
+    assert settings_read_by_config() >= {"DATABASE_URL", "SECRET_KEY", "STRIPE_SECRET_KEY"}
+    assert sorted(settings_read_by_config() - table) == [], "add these to README.md, Configuration"
