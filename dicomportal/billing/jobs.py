@@ -9,7 +9,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
 
 from sqlalchemy import select
 
@@ -23,8 +22,9 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 200
 
 
-def renew_due_subscriptions(now: datetime) -> int:
+def renew_due_subscriptions() -> int:
     """Renew every active subscription whose period has ended (catching up missed periods)."""
+    now = clock.now()
     renewed = 0
     for _ in range(24):  # at most two years of missed monthly periods in one pass
         due = db.session.scalars(
@@ -41,8 +41,9 @@ def renew_due_subscriptions(now: datetime) -> int:
     return renewed
 
 
-def retry_failed_payments(now: datetime) -> int:
+def retry_failed_payments() -> int:
     """Dunning: charge open invoices whose next retry is due."""
+    now = clock.now()
     due = db.session.scalars(
         select(Invoice.id)
         .where(Invoice.status == InvoiceStatus.OPEN, Invoice.next_attempt_at <= now)
@@ -64,18 +65,18 @@ def retry_failed_payments(now: datetime) -> int:
     return attempted
 
 
-def reconcile_payments(now: datetime) -> int:
+def reconcile_payments() -> int:
     """Finish payments left pending by a crash or an outage."""
     return collection.reconcile_pending()
 
 
-def deliver_mail(now: datetime) -> int:
+def deliver_mail() -> int:
     from dicomportal.mail import deliver_pending
 
     return int(deliver_pending())
 
 
-JOBS: list[tuple[str, Callable[[datetime], int]]] = [
+JOBS: list[tuple[str, Callable[[], int]]] = [
     ("reconcile_payments", reconcile_payments),
     ("renew_due_subscriptions", renew_due_subscriptions),
     ("retry_failed_payments", retry_failed_payments),
@@ -83,14 +84,13 @@ JOBS: list[tuple[str, Callable[[datetime], int]]] = [
 ]
 
 
-def run_once(now: datetime | None = None) -> dict[str, int]:
-    """One pass of every job at ``now`` (default: the clock). A failing job is logged and the
-    others still run; it is retried on the next pass."""
-    moment = now or clock.now()
+def run_once() -> dict[str, int]:
+    """One pass of every job at the clock's "now" (``dicomportal tick --now`` moves it first).
+    A failing job is logged and the others still run; it is retried on the next pass."""
     results: dict[str, int] = {}
     for name, job in JOBS:
         try:
-            results[name] = job(moment)
+            results[name] = job()
         except Exception:
             db.session.rollback()
             log.exception("job %s failed", name)

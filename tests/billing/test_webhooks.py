@@ -1,0 +1,182 @@
+"""POST /webhooks/stripe: only signed events count, each once, and any order converges on the truth."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from dicomportal.billing import jobs, subscriptions
+from dicomportal.billing.invoicing import invoices_for
+from dicomportal.extensions import db
+from dicomportal.models import (
+    AuditLog,
+    InvoiceStatus,
+    Payment,
+    StripeEvent,
+    Subscription,
+    SubscriptionStatus,
+    User,
+)
+from tests.billing.conftest import THREE_D_SECURE, authenticate_payment
+from tests.conftest import WEBHOOK_SECRET, SmtpSink
+
+FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "data" / "stripe" / "fixtures3.json"
+
+
+def signed(payload: bytes, secret: str = WEBHOOK_SECRET) -> dict[str, str]:
+    timestamp = int(time.time())
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
+    return {"Stripe-Signature": f"t={timestamp},v1={digest}", "Content-Type": "application/json"}
+
+
+def event(event_type: str, obj: dict[str, Any], event_id: str = "evt_test_1") -> bytes:
+    body = {
+        "id": event_id,
+        "object": "event",
+        "type": event_type,
+        "api_version": "2017-08-15",
+        "data": {"object": obj},
+    }
+    return json.dumps(body).encode()
+
+
+def deliver(client: FlaskClient, payload: bytes, headers: dict[str, str] | None = None) -> int:
+    return client.post("/webhooks/stripe", data=payload, headers=headers or signed(payload)).status_code
+
+
+@pytest.fixture
+def awaiting_3ds(
+    app: Flask, make_customer: Callable[..., User], subscribe: Callable[..., Subscription]
+) -> tuple[User, Payment]:
+    """A customer whose first payment waits for 3-D Secure, which they then complete at Stripe."""
+    user = make_customer()
+    subscribe(user, card=THREE_D_SECURE)
+    (payment,) = invoices_for(user.id)[0].payments
+    authenticate_payment(app, payment.stripe_payment_intent_id, payment.client_secret, success=True)
+    return user, payment
+
+
+def test_unsigned_or_forged_events_are_refused_and_change_nothing(
+    client: FlaskClient, awaiting_3ds: tuple[User, Payment]
+) -> None:
+    user, payment = awaiting_3ds
+    payload = event("payment_intent.succeeded", {"id": payment.stripe_payment_intent_id})
+
+    assert deliver(client, payload, {"Content-Type": "application/json"}) == 400
+    assert deliver(client, payload, signed(payload, secret="whsec_forged")) == 400
+    assert deliver(client, b"not json", signed(b"not json")) == 400
+
+    assert db.session.scalar(select(func.count()).select_from(StripeEvent)) == 0
+    assert subscriptions.live_subscription(user.id).status == SubscriptionStatus.INCOMPLETE
+
+
+def test_the_same_event_five_times_has_one_effect(
+    client: FlaskClient, awaiting_3ds: tuple[User, Payment], smtp: SmtpSink
+) -> None:
+    user, payment = awaiting_3ds
+    payload = event(
+        "payment_intent.succeeded", {"id": payment.stripe_payment_intent_id, "status": "succeeded"}
+    )
+
+    assert [deliver(client, payload) for _ in range(5)] == [200] * 5
+    jobs.deliver_mail()  # the worker sends queued mail
+
+    assert subscriptions.live_subscription(user.id).status == SubscriptionStatus.ACTIVE
+    invoice = invoices_for(user.id)[0]
+    assert invoice.status == InvoiceStatus.PAID and invoice.amount_paid_cents == invoice.total_cents
+    assert db.session.scalar(select(func.count()).select_from(StripeEvent)) == 1
+    paid_entries = select(func.count()).where(AuditLog.action == "invoice.paid")
+    assert db.session.scalar(paid_entries) == 1
+    assert len([m for m in smtp.to(user.email) if "Welcome" in m["Subject"]]) == 1
+
+
+def test_events_out_of_order_reach_the_same_final_state(
+    client: FlaskClient, awaiting_3ds: tuple[User, Payment]
+) -> None:
+    user, payment = awaiting_3ds
+    intent = {"id": payment.stripe_payment_intent_id}
+    stale_failure = event(
+        "payment_intent.payment_failed", {**intent, "status": "requires_payment_method"}, "evt_2"
+    )
+    stale_action = event("payment_intent.requires_action", {**intent, "status": "requires_action"}, "evt_1")
+    success = event("payment_intent.succeeded", {**intent, "status": "succeeded"}, "evt_3")
+
+    for payload in (stale_failure, success, stale_action):
+        assert deliver(client, payload) == 200
+
+    # Each handler re-read the PaymentIntent: it succeeded, whatever the events claimed.
+    assert subscriptions.live_subscription(user.id).status == SubscriptionStatus.ACTIVE
+    assert invoices_for(user.id)[0].status == InvoiceStatus.PAID
+
+
+def test_an_event_in_todays_api_shape_is_handled(
+    client: FlaskClient, awaiting_3ds: tuple[User, Payment]
+) -> None:
+    """What real Stripe sends (Stripe's own example object, current API version), around our intent."""
+    user, payment = awaiting_3ds
+    resources = json.loads(FIXTURES.read_text())["resources"]
+    obj = copy.deepcopy(resources["payment_intent"])
+    obj |= {
+        "id": payment.stripe_payment_intent_id,
+        "status": "succeeded",
+        "metadata": {"payment_id": str(payment.id)},
+    }
+    body = copy.deepcopy(resources["event"])
+    body |= {"id": "evt_live_shape", "type": "payment_intent.succeeded", "api_version": "2026-10-28"}
+    body["data"] = {"object": obj, "previous_attributes": {}}
+    payload = json.dumps(body).encode()
+
+    assert deliver(client, payload) == 200
+    assert subscriptions.live_subscription(user.id).status == SubscriptionStatus.ACTIVE
+
+
+def test_unknown_event_types_are_acknowledged(client: FlaskClient) -> None:
+    payload = event("charge.dispute.created", {"id": "dp_123"})
+    assert deliver(client, payload) == 200
+    assert db.session.scalar(select(StripeEvent.processed_at)) is not None
+
+
+def test_a_failing_handler_answers_500_and_the_retry_succeeds(
+    client: FlaskClient, awaiting_3ds: tuple[User, Payment], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dicomportal.billing import webhooks
+
+    user, payment = awaiting_3ds
+    payload = event("payment_intent.succeeded", {"id": payment.stripe_payment_intent_id})
+
+    def broken(obj: dict[str, Any]) -> None:
+        raise RuntimeError("database hiccup")
+
+    monkeypatch.setitem(webhooks.HANDLERS, "payment_intent.succeeded", broken)
+    assert deliver(client, payload) == 500
+    stored = db.session.scalar(select(StripeEvent))
+    assert stored.processed_at is None and "database hiccup" in stored.error
+    assert subscriptions.live_subscription(user.id).status == SubscriptionStatus.INCOMPLETE
+
+    monkeypatch.undo()
+    assert deliver(client, payload) == 200  # Stripe's retry
+    assert subscriptions.live_subscription(user.id).status == SubscriptionStatus.ACTIVE
+
+
+def test_customer_deleted_at_stripe_forgets_the_saved_cards(
+    client: FlaskClient, make_customer: Callable[..., User], subscribe: Callable[..., Subscription]
+) -> None:
+    from dicomportal.billing import collection
+
+    user = make_customer()
+    subscribe(user)
+    customer_id = user.stripe_customer_id
+    assert deliver(client, event("customer.deleted", {"id": customer_id})) == 200
+    db.session.refresh(user)
+    assert user.stripe_customer_id is None and collection.default_card(user.id) is None
