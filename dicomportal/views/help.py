@@ -1,13 +1,38 @@
-"""The help centre. (Filled in by the help-centre work.)"""
+"""The help centre: the article list with search (/help), and one article (/help/<slug>)."""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from email.utils import parseaddr
+
+from flask import Blueprint, Response, abort, current_app, render_template, request
+
+from dicomportal.helpcentre import ArticleNotFound, help_centre
+from dicomportal.views._htmx import render
 
 bp = Blueprint("help", __name__, url_prefix="/help")
 
 
+@bp.context_processor
+def inject_support_email() -> dict[str, str]:
+    """The address help pages tell customers to write to."""
+    configured = current_app.config.get("SUPPORT_EMAIL") or current_app.config.get("MAIL_DEFAULT_SENDER")
+    return {"support_email": parseaddr(str(configured or ""))[1] or "support@localhost"}
+
+
 @bp.get("/")
-def index() -> str:
-    """The help centre (stub)."""
-    return "help"
+def index() -> Response:
+    """Every article in order, or those matching ``?q=`` (only the results for htmx)."""
+    query = request.args.get("q", "").strip()
+    results = help_centre().search(query)
+    return render("help/index.html", "help/_search_results.html", query=query, results=results)
+
+
+@bp.get("/<slug>")
+def article(slug: str) -> str:
+    """One help article, with related articles and a way back."""
+    centre = help_centre()
+    try:
+        found = centre.get(slug)
+    except ArticleNotFound:
+        abort(404)
+    return render_template("help/article.html", article=found, related=centre.related(found))
