@@ -46,7 +46,8 @@ def confirm_card_setup(app: Flask, user: User, number: str) -> str:
 
 def authenticate_payment(app: Flask, intent_id: str, client_secret: str, success: bool = True) -> None:
     """What Stripe.js's confirmCardPayment does after the 3-D Secure dialog."""
-    url = f"{app.config['STRIPE_API_BASE']}/v1/payment_intents/{intent_id}/_authenticate?success={str(success).lower()}"
+    base = app.config["STRIPE_API_BASE"]
+    url = f"{base}/v1/payment_intents/{intent_id}/_authenticate?success={str(success).lower()}"
     body = json.dumps({"key": app.config["STRIPE_PUBLISHABLE_KEY"], "client_secret": client_secret}).encode()
     urllib.request.urlopen(urllib.request.Request(url, data=body, method="POST"), timeout=10).close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -47,7 +48,7 @@ def test_twelve_monthly_renewals_are_paid_once_each_and_numbered_without_gaps(
     assert numbers[:12] == [f"DP-2026-{n:06d}" for n in range(1, 13)]
     assert numbers[12] == "DP-2027-000001"  # a new series each year, again from 1
     periods = [(i.period_start, i.period_end) for i in invoices]
-    assert all(prev[1] == nxt[0] for prev, nxt in zip(periods, periods[1:], strict=False))  # back to back
+    assert all(prev[1] == nxt[0] for prev, nxt in itertools.pairwise(periods))  # back to back
     assert periods[-1][1] == START + relativedelta(months=13)  # the billing day is kept
     intents = intents_of(app, user)
     assert len(intents) == 13 and {(i.status, i.amount) for i in intents} == {("succeeded", 2900)}
