@@ -51,16 +51,28 @@ def run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> str
     return result.stdout
 
 
+def source_files() -> list[Path]:
+    """The files a clone would have: tracked or new-but-not-ignored (``git ls-files``), so an empty
+    or ignored folder here cannot hide a packaging mistake; outside git, everything under SOURCES."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z", "--", *SOURCES],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if listed.returncode == 0 and listed.stdout:
+        return [Path(name) for name in listed.stdout.split("\0") if name and (ROOT / name).is_file()]
+    return [f.relative_to(ROOT) for name in SOURCES for f in (ROOT / name).rglob("*") if f.is_file()] + [
+        Path(name) for name in SOURCES if (ROOT / name).is_file()
+    ]
+
+
 def build_wheel(tmp_path: Path) -> Path:
     """``python -m build --wheel`` on a copy of the tree, so nothing is written into the checkout."""
     source = tmp_path / "src"
-    for name in SOURCES:
-        origin = ROOT / name
-        if origin.is_dir():
-            shutil.copytree(origin, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        else:
-            source.mkdir(exist_ok=True)
-            shutil.copy2(origin, source / name)
+    for relative in source_files():
+        (source / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / relative, source / relative)
     dist = tmp_path / "dist"
     build = [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(source)]
     run(build, tmp_path)
