@@ -90,7 +90,8 @@ def check_port_free(host: str, port: int) -> None:
         try:
             sock.bind((host, port))
         except OSError as exc:
-            raise DemoError(f"Port {port} on {host} is in use ({exc.strerror}). Try --port 5050.") from exc
+            message = f"Port {port} on {host} is in use ({exc.strerror}). Choose another with --port."
+            raise DemoError(message) from exc
 
 
 def build_app(options: DemoOptions, stripe_api_base: str) -> Flask:
