@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -87,9 +88,53 @@ def create_user_command(email: str, name: str, role: str, password: str) -> None
     click.echo(f"created {user.role.value} {user.email} (id {user.id})")
 
 
+@click.command("tick")
+@click.option(
+    "--now",
+    "now",
+    default=None,
+    help="ISO date-time to run at (moves this process's clock), e.g. 2027-01-15T10:00Z",
+)
+@with_appcontext
+def tick_command(now: str | None) -> None:
+    """Run every scheduled job once (renewals, dunning retries, reconcile, mail), at --now if given."""
+    from dicomportal.billing import clock, jobs
+
+    if now:
+        moment = _parse_moment(now)
+        clock.travel_to(moment)
+    results = jobs.run_once()
+    click.echo(
+        f"tick at {clock.now().isoformat(timespec='seconds')}: "
+        + ", ".join(f"{k}={v}" for k, v in results.items())
+    )
+
+
+def _parse_moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r} is not an ISO date-time such as 2027-01-15T10:00Z") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@click.command("worker")
+@click.option("--interval", default=30.0, show_default=True, help="Seconds between passes.")
+@with_appcontext
+def worker_command(interval: float) -> None:
+    """Run the scheduled jobs in a loop until interrupted (run one per deployment, or more on PostgreSQL)."""
+    from dicomportal.billing import jobs
+
+    click.echo(f"worker: a pass every {interval:g} s; Ctrl-C to stop")
+    try:
+        jobs.run_forever(interval)
+    except KeyboardInterrupt:
+        click.echo("worker stopped")
+
+
 def register(app: Flask) -> None:
     """Attach our commands to the app's CLI."""
-    for command in (seed_command, create_user_command):
+    for command in (seed_command, create_user_command, tick_command, worker_command):
         app.cli.add_command(command)
 
 

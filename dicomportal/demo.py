@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,14 +139,25 @@ def ensure_login(login: DemoLogin) -> None:
     db.session.commit()
 
 
-def start_background_worker(app: Flask) -> Callable[[], None] | None:
-    """Hook for the billing worker (renewals, retries, reminders) to run inside the demo.
+def start_background_worker(app: Flask, interval_seconds: float = 10.0) -> Callable[[], None]:
+    """Run the billing worker (renewals, dunning retries, reconcile, mail) in a daemon thread and
+    return the function that stops it; ``run_demo`` calls that on Ctrl-C before stopping localstripe."""
+    from dicomportal.billing import jobs
 
-    Does nothing yet. When plugged in, start the worker (e.g. a daemon thread running
-    ``billing.jobs`` in a loop) and return a function that stops it; ``run_demo`` calls that
-    function on Ctrl-C before it stops localstripe.
-    """
-    return None
+    stop = threading.Event()
+
+    def loop() -> None:
+        with app.app_context():
+            jobs.run_forever(interval_seconds, stop)
+
+    thread = threading.Thread(target=loop, name="dicomportal-worker", daemon=True)
+    thread.start()
+
+    def stop_worker() -> None:
+        stop.set()
+        thread.join(timeout=interval_seconds + 5)
+
+    return stop_worker
 
 
 def banner(app: Flask, options: DemoOptions, stripe: LocalStripe) -> list[str]:

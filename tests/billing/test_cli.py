@@ -1,0 +1,62 @@
+"""`dicomportal tick --now` and the worker loop drive the same jobs the tests call directly."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+from dateutil.relativedelta import relativedelta
+from flask import Flask
+
+from dicomportal.billing import clock, jobs
+from dicomportal.billing.invoicing import invoices_for
+from dicomportal.models import InvoiceStatus, Subscription, User
+from tests.billing.conftest import intents_of
+
+
+def test_twelve_ticks_a_month_apart_renew_twelve_times(
+    app: Flask, runner: object, make_customer: Callable[..., User], subscribe: Callable[..., Subscription]
+) -> None:
+    user = make_customer()
+    first = subscribe(user, "patient")
+    try:
+        for month in range(1, 13):
+            at = first.billing_anchor + relativedelta(months=month, minutes=5)
+            result = runner.invoke(args=["tick", "--now", at.isoformat()])  # type: ignore[attr-defined]
+            assert result.exit_code == 0, result.output
+            assert "renew_due_subscriptions=1" in result.output
+    finally:
+        clock.reset()
+
+    invoices = invoices_for(user.id)
+    assert len(invoices) == 13 and {i.status for i in invoices} == {InvoiceStatus.PAID}
+    assert len(intents_of(app, user)) == 13
+
+
+def test_tick_refuses_a_date_it_cannot_read(app: Flask, runner: object) -> None:
+    result = runner.invoke(args=["tick", "--now", "next tuesday"])  # type: ignore[attr-defined]
+    assert result.exit_code != 0
+    assert "is not an ISO date-time" in result.output
+
+
+def test_the_worker_loop_stops_when_asked(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    stop = threading.Event()
+    passes: list[int] = []
+    original = jobs.run_once
+
+    def counting() -> dict[str, int]:
+        passes.append(1)
+        stop.set()
+        return original()
+
+    monkeypatch.setattr(jobs, "run_once", counting)
+    thread = threading.Thread(target=lambda: _in_context(app, stop))
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive() and passes == [1]
+
+
+def _in_context(app: Flask, stop: threading.Event) -> None:
+    with app.app_context():
+        jobs.run_forever(0.05, stop)
