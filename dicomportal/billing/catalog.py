@@ -8,6 +8,7 @@ from importlib import resources
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from dicomportal.extensions import db
 from dicomportal.models import AddOn, Interval, OverageRate, Plan, Price
@@ -128,13 +129,15 @@ def annual_saving_percent(monthly_cents: int, annual_cents: int) -> int:
 
 
 def active_plans() -> list[Plan]:
-    return list(db.session.scalars(select(Plan).where(Plan.active.is_(True)).order_by(Plan.rank)))
+    """Plans on sale, cheapest tier first, with their prices loaded in the same round trip."""
+    query = select(Plan).where(Plan.active.is_(True)).order_by(Plan.rank).options(selectinload(Plan.prices))
+    return list(db.session.scalars(query))
 
 
-def offers(interval: Interval) -> list[PlanOffer]:
+def offers(interval: Interval, plans: list[Plan] | None = None) -> list[PlanOffer]:
     """The plans on sale for ``interval``, cheapest first, with their savings."""
     result = []
-    for plan in active_plans():
+    for plan in active_plans() if plans is None else plans:
         price = plan.active_price(interval)
         monthly = plan.active_price(Interval.MONTH)
         if price is None:
@@ -147,9 +150,9 @@ def offers(interval: Interval) -> list[PlanOffer]:
     return result
 
 
-def best_annual_saving() -> int:
+def best_annual_saving(plans: list[Plan] | None = None) -> int:
     """The largest saving any plan gives for paying yearly (the "save up to N%" headline)."""
-    return max((o.saving_percent for o in offers(Interval.YEAR)), default=0)
+    return max((o.saving_percent for o in offers(Interval.YEAR, plans)), default=0)
 
 
 def active_addons() -> list[AddOn]:
@@ -229,13 +232,14 @@ def addon_offers() -> list[AddOnOffer]:
 
 def pricing_page(interval: Interval) -> PricingPage:
     """The plans, savings, add-ons and overage rates on sale, for the pricing page."""
+    plans = active_plans()
     return PricingPage(
         interval=interval,
         cards=[
             PlanCard(o, storage_label(o.plan.storage_gb), marketing_features(o.plan))
-            for o in offers(interval)
+            for o in offers(interval, plans)
         ],
-        best_annual_saving=best_annual_saving(),
+        best_annual_saving=best_annual_saving(plans),
         addons=addon_offers(),
         overage_rates=active_overage_rates(),
     )
