@@ -243,8 +243,10 @@ def live_server(app: Flask) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def _browser() -> Iterator[Any]:
     require(Path(CHROMIUM).exists() or bool(shutil.which("chromium")), f"Chromium not found at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # CI machines are small and busy: give assertions the same patience as actions.
+    expect.set_options(timeout=15_000)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=CHROMIUM,
