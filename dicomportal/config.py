@@ -77,6 +77,7 @@ def load_config(instance_path: Path) -> dict[str, Any]:
         "MAIL_USE_TLS": _bool("MAIL_USE_TLS", False),
         "MAIL_USE_SSL": _bool("MAIL_USE_SSL", False),
         "MAIL_DEFAULT_SENDER": os.environ.get("MAIL_DEFAULT_SENDER", "dicomportal <billing@localhost>"),
+        "SUPPORT_EMAIL": os.environ.get("SUPPORT_EMAIL", "support@localhost"),
         # Seller identity, printed on invoices
         "SELLER_NAME": os.environ.get("SELLER_NAME", "DICOM Portal Demo Ltd"),
         "SELLER_ADDRESS": os.environ.get("SELLER_ADDRESS", "1 Example Street, Brisbane QLD 4000"),
