@@ -8,8 +8,9 @@ from typing import Any
 from flask import Flask, Response, flash, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 
+from dicomportal import extensions
 from dicomportal.config import is_test_mode, load_config
-from dicomportal.extensions import babel, csrf, db, htmx, limiter, login_manager, mail, migrate
+from dicomportal.extensions import babel, csrf, db, htmx, limiter, login_manager, migrate
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -60,7 +61,8 @@ def register_extensions(app: Flask) -> None:
     htmx.init_app(app)
     limiter.init_app(app)
     babel.init_app(app)
-    mail.init_app(app)
+    # Through the module: importing dicomportal.mail rebinds the package attribute ``mail``.
+    extensions.mail.init_app(app)
 
     @login_manager.user_loader
     def load_user(user_id: str) -> models.User | None:

@@ -76,7 +76,7 @@ def load_config(instance_path: Path) -> dict[str, Any]:
         "MAIL_PASSWORD": os.environ.get("MAIL_PASSWORD"),
         "MAIL_USE_TLS": _bool("MAIL_USE_TLS", False),
         "MAIL_USE_SSL": _bool("MAIL_USE_SSL", False),
-        "MAIL_DEFAULT_SENDER": os.environ.get("MAIL_DEFAULT_SENDER", "dicomportal <billing@localhost>"),
+        "MAIL_DEFAULT_SENDER": os.environ.get("MAIL_DEFAULT_SENDER", "DICOM Portal <billing@localhost>"),
         "SUPPORT_EMAIL": os.environ.get("SUPPORT_EMAIL", "support@localhost"),
         # Seller identity, printed on invoices
         "SELLER_NAME": os.environ.get("SELLER_NAME", "DICOM Portal Demo Ltd"),

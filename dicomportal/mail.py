@@ -12,12 +12,11 @@ import logging
 import smtplib
 from typing import Any
 
-from flask import Flask, current_app, render_template
+from flask import current_app, render_template
 from flask_mail import Connection, Message
 from jinja2 import TemplateNotFound
 from sqlalchemy import select
 
-from dicomportal import extensions
 from dicomportal.billing import clock
 from dicomportal.extensions import db
 from dicomportal.models import EmailOutbox
@@ -148,14 +147,3 @@ def commit_and_deliver() -> None:
     """Commit the session (the change and its emails together), then try to send the emails."""
     db.session.commit()
     deliver_pending()
-
-
-def init_app(app: Flask) -> None:
-    """Bind Flask-Mail to ``app`` (the same as ``extensions.mail.init_app``).
-
-    Why this exists: ``dicomportal/__init__.py`` imports ``mail`` (the Flask-Mail instance) into
-    the package namespace, and importing this submodule rebinds ``dicomportal.mail`` to the
-    module, so the factory's ``mail.init_app(app)`` lands here on every app after the first
-    (tests, the demo). Remove once the factory calls ``extensions.mail.init_app`` directly.
-    """
-    extensions.mail.init_app(app)
