@@ -142,6 +142,7 @@ def own_stripe(app_config: dict[str, Any], instance_dir: Any) -> Iterator[tuple[
         with app.app_context():
             yield app, server
             db.session.remove()
+            db.engine.dispose()
         assert server.process is not None
         os.kill(server.process.pid, signal.SIGCONT)
 

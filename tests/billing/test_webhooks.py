@@ -31,7 +31,8 @@ from dicomportal.models import (
 from tests.billing.conftest import THREE_D_SECURE, authenticate_payment
 from tests.conftest import WEBHOOK_SECRET, SmtpSink
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "data" / "stripe" / "fixtures3.json"
+# Stripe's own examples of today's API objects (a copy of shared/data/stripe/fixtures3.json's parts).
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "stripe_current_api.json"
 
 
 def signed(payload: bytes, secret: str = WEBHOOK_SECRET) -> dict[str, str]:
@@ -125,7 +126,7 @@ def test_an_event_in_todays_api_shape_is_handled(
 ) -> None:
     """What real Stripe sends (Stripe's own example object, current API version), around our intent."""
     user, payment = awaiting_3ds
-    resources = json.loads(FIXTURES.read_text())["resources"]
+    resources = json.loads(FIXTURES.read_text())
     obj = copy.deepcopy(resources["payment_intent"])
     obj |= {
         "id": payment.stripe_payment_intent_id,
