@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -71,3 +72,24 @@ def test_links_in_plain_text_become_clickable_without_trailing_punctuation() -> 
         'Go to <a href="https://example.com/a?b=1&amp;c=2">https://example.com/a?b=1&amp;c=2</a>. '
         'Or &lt;b&gt;not&lt;/b&gt; &#34;<a href="http://x.example/">http://x.example/</a>&#34;.'
     )
+
+
+@pytest.mark.parametrize("app_config", [{"DEMO_MODE": True}], indirect=True)
+def test_demo_clock_moves_time_forward_and_runs_the_jobs(client: FlaskClient) -> None:
+    from dicomportal.billing import clock
+
+    before = clock.now()
+    try:
+        response = client.post("/dev/clock", data={"step": "month"}, follow_redirects=True)
+        assert response.status_code == 200
+        assert "It is now" in response.get_data(as_text=True)
+        assert clock.now() - before > timedelta(days=27)
+        bad = client.post("/dev/clock", data={"step": "century"}, follow_redirects=True)
+        assert "Choose a day, a week or a month." in bad.get_data(as_text=True)
+    finally:
+        clock.reset()
+
+
+def test_demo_clock_is_not_there_outside_the_demo(client: FlaskClient) -> None:
+    assert client.get("/dev/clock").status_code == 404
+    assert client.post("/dev/clock", data={"step": "month"}).status_code == 404

@@ -1,15 +1,19 @@
-"""Demo-only tools: the mail outbox. Every route answers 404 unless DEMO_MODE is on."""
+"""Demo-only tools: the mail outbox and the demo clock. Every route answers 404 unless DEMO_MODE is on."""
 
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
-from flask import Blueprint, abort, current_app, render_template
+from dateutil.relativedelta import relativedelta
+from flask import Blueprint, Response, abort, current_app, flash, render_template, request, url_for
 from markupsafe import Markup, escape
 from sqlalchemy import select
 
+from dicomportal.billing import clock, jobs
 from dicomportal.extensions import db
 from dicomportal.models import EmailOutbox
+from dicomportal.views._htmx import redirect_after_post
 
 bp = Blueprint("dev", __name__, url_prefix="/dev")
 
@@ -48,3 +52,29 @@ def outbox_email(email_id: int) -> str:
     """One email from the demo outbox, as its plain-text part with working links."""
     email = db.session.get(EmailOutbox, email_id) or abort(404)
     return render_template("dev/outbox_email.html", email=email)
+
+
+TRAVEL_STEPS = {"day": timedelta(days=1), "week": timedelta(weeks=1), "month": relativedelta(months=1)}
+
+
+@bp.get("/clock")
+def clock_page() -> str:
+    """The demo clock: move time forward to watch renewals, dunning retries and reminders happen."""
+    return render_template("dev/clock.html", now=clock.now(), steps=TRAVEL_STEPS)
+
+
+@bp.post("/clock")
+def travel() -> Response:
+    """Move the demo clock forward by one step and run the scheduled jobs once at the new time."""
+    step = TRAVEL_STEPS.get(request.form.get("step", ""))
+    if step is None:
+        flash("Choose a day, a week or a month.", "error")
+        return redirect_after_post(url_for("dev.clock_page"))
+    clock.travel_to(clock.now() + step)
+    results = jobs.run_once()
+    flash(
+        f"It is now {clock.now():%d %b %Y %H:%M} UTC. Renewed {results['renew_due_subscriptions']}, "
+        f"retried {results['retry_failed_payments']} payment(s).",
+        "success",
+    )
+    return redirect_after_post(url_for("dev.clock_page"))
