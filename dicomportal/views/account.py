@@ -8,6 +8,7 @@ from flask_login import current_user, login_required
 from dicomportal.accounts import AccountError, change_password
 from dicomportal.forms import ChangePasswordForm, render_form, show_error
 from dicomportal.mail import commit_and_deliver
+from dicomportal.views._billing_summary import account_summary
 from dicomportal.views._htmx import redirect_after_post
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -16,8 +17,8 @@ bp = Blueprint("account", __name__, url_prefix="/account")
 @bp.get("/")
 @login_required
 def dashboard() -> str:
-    """The signed-in customer's home: plan, billing and settings."""
-    return render_template("account/dashboard.html")
+    """The signed-in customer's home: plan, card on file, recent invoices and settings."""
+    return render_template("account/dashboard.html", summary=account_summary(current_user))
 
 
 @bp.route("/password", methods=["GET", "POST"])
