@@ -65,6 +65,25 @@ def retry_failed_payments() -> int:
     return attempted
 
 
+def expire_incomplete_subscriptions() -> int:
+    """End subscriptions whose first payment waited for 3-D Secure for too long."""
+    cutoff = clock.now() - subscriptions.INCOMPLETE_EXPIRES_AFTER
+    stale = db.session.scalars(
+        select(Subscription.id)
+        .where(Subscription.status == SubscriptionStatus.INCOMPLETE, Subscription.created_at <= cutoff)
+        .limit(MAX_BATCH)
+    ).all()
+    db.session.rollback()
+    ended = 0
+    for subscription_id in stale:
+        try:
+            ended += subscriptions.expire_incomplete(subscription_id)
+        except GatewayUnavailable:
+            db.session.rollback()
+            break
+    return ended
+
+
 def reconcile_payments() -> int:
     """Finish payments left pending by a crash or an outage."""
     return collection.reconcile_pending()
@@ -80,6 +99,7 @@ JOBS: list[tuple[str, Callable[[], int]]] = [
     ("reconcile_payments", reconcile_payments),
     ("renew_due_subscriptions", renew_due_subscriptions),
     ("retry_failed_payments", retry_failed_payments),
+    ("expire_incomplete_subscriptions", expire_incomplete_subscriptions),
     ("deliver_mail", deliver_mail),
 ]
 

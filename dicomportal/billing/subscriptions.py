@@ -245,6 +245,38 @@ def invoice_payment_failed(invoice: Invoice, payment: Payment) -> None:
     notify.payment_failed(invoice, payment)
 
 
+INCOMPLETE_EXPIRES_AFTER = timedelta(hours=23)
+
+
+def expire_incomplete(subscription_id: int) -> bool:
+    """End a subscription whose first payment was never authenticated (3-D Secure abandoned).
+
+    The waiting PaymentIntent is cancelled at Stripe first; if it turns out to have succeeded
+    meanwhile, that success is recorded instead and the subscription stays. Returns True if ended.
+    """
+    subscription = db.session.get(Subscription, subscription_id)
+    if subscription is None or subscription.status != SubscriptionStatus.INCOMPLETE:
+        return False
+    if clock.now() - subscription.created_at < INCOMPLETE_EXPIRES_AFTER:
+        return False
+    invoices = db.session.scalars(select(Invoice).where(Invoice.subscription_id == subscription_id)).all()
+    for invoice in invoices:
+        collection.cancel_action_required(invoice.id)
+    db.session.refresh(subscription)
+    pending = any(p.status == PaymentStatus.PENDING for i in invoices for p in i.payments)
+    if subscription.status != SubscriptionStatus.INCOMPLETE or pending:
+        return False  # paid after all, or an outcome is still unknown (reconcile first)
+    for invoice in invoices:
+        if invoice.status == InvoiceStatus.OPEN:
+            void(invoice)
+    subscription.status = SubscriptionStatus.ENDED
+    subscription.ended_at = clock.now()
+    subscription.ended_reason = "incomplete_expired"
+    audit.record("subscription.incomplete_expired", subscription.user_id, subscription)
+    db.session.commit()
+    return True
+
+
 def invoice_requires_action(invoice: Invoice, payment: Payment) -> None:
     """The bank wants the customer to authenticate: at sign-up the page asks at once; at renewal
     the subscription is past due and the customer gets an email with a link to authenticate."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from flask import Flask
 
 from dicomportal.billing import collection, entitlements, subscriptions
@@ -13,6 +15,8 @@ from dicomportal.billing.invoicing import invoices_for
 from dicomportal.models import InvoiceStatus, PaymentStatus, Subscription, SubscriptionStatus, User
 from tests.billing.conftest import DECLINED_AT_CHARGE, THREE_D_SECURE, authenticate_payment, intents_of
 from tests.conftest import SmtpSink
+
+START = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)
 
 
 def test_subscribing_charges_the_first_invoice_once_and_activates(
@@ -90,3 +94,43 @@ def test_failed_three_d_secure_leaves_no_access(
     assert subscriptions.live_subscription(user.id) is None
     assert not entitlements.entitlements_for(user.id).can_view
     assert collection.default_card(user.id) is not None  # the card stays saved for another try
+
+
+def test_an_abandoned_three_d_secure_subscription_expires_after_a_day(
+    app: Flask, make_customer: Callable[..., User], subscribe: Callable[..., Subscription]
+) -> None:
+    from dicomportal.billing import jobs
+
+    with time_machine.travel(START, tick=False):
+        user = make_customer()
+        subscribe(user, card=THREE_D_SECURE)
+    with time_machine.travel(START + timedelta(hours=22), tick=False):
+        jobs.run_once()
+        assert subscriptions.live_subscription(user.id).status == SubscriptionStatus.INCOMPLETE
+
+    with time_machine.travel(START + timedelta(hours=24), tick=False):
+        jobs.run_once()
+
+    assert subscriptions.live_subscription(user.id) is None  # free to choose any plan again
+    ended = subscriptions.latest_subscription(user.id)
+    assert ended.ended_reason == "incomplete_expired"
+    assert invoices_for(user.id)[0].status == InvoiceStatus.VOID
+    assert [i.status for i in intents_of(app, user)] == ["canceled"]  # it can never be completed now
+
+
+def test_an_authentication_completed_just_before_expiry_is_kept(
+    app: Flask, make_customer: Callable[..., User], subscribe: Callable[..., Subscription]
+) -> None:
+    from dicomportal.billing import jobs
+
+    with time_machine.travel(START, tick=False):
+        user = make_customer()
+        subscribe(user, card=THREE_D_SECURE)
+    (payment,) = invoices_for(user.id)[0].payments
+    authenticate_payment(app, payment.stripe_payment_intent_id, payment.client_secret, success=True)
+
+    with time_machine.travel(START + timedelta(hours=24), tick=False):
+        jobs.run_once()  # no webhook arrived: expiry re-reads the intent and finds it paid
+
+    assert subscriptions.live_subscription(user.id).status == SubscriptionStatus.ACTIVE
+    assert invoices_for(user.id)[0].status == InvoiceStatus.PAID
