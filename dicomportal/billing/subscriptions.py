@@ -297,6 +297,19 @@ def complete_authentication(user_id: int, payment_id: int) -> Payment:
     return collection.drive(payment.id)
 
 
+def replace_card_and_pay(user: User, setup_intent_id: str) -> list[Payment]:
+    """Make the card the customer just confirmed their default (committed), then pay the open
+    invoices with it ("update card and pay now").
+
+    :raises PaymentSetupFailed: the SetupIntent is not this customer's or not confirmed.
+    :raises CardDeclined: Stripe refused to save the card.
+    """
+    setup = cards.verified_setup(user, setup_intent_id)
+    cards.save_default_card(user, setup.payment_method or "")
+    db.session.commit()
+    return pay_open_invoices(user.id)
+
+
 def pay_open_invoices(user_id: int) -> list[Payment]:
     """Charge the customer's open invoices now with their default card ("update card and pay now")."""
     open_ids = db.session.scalars(

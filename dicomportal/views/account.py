@@ -6,9 +6,9 @@ from flask import Blueprint, Response, flash, render_template, url_for
 from flask_login import current_user, login_required
 
 from dicomportal.accounts import AccountError, change_password
+from dicomportal.billing.summary import account_summary
 from dicomportal.forms import ChangePasswordForm, render_form, show_error
 from dicomportal.mail import commit_and_deliver
-from dicomportal.views._billing_summary import account_summary
 from dicomportal.views._htmx import redirect_after_post
 
 bp = Blueprint("account", __name__, url_prefix="/account")

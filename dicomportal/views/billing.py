@@ -25,21 +25,28 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
-from dicomportal.billing import cards, collection, subscriptions
+from dicomportal.billing import cards, collection, profiles, subscriptions
 from dicomportal.billing.errors import AlreadySubscribed, BillingError, GatewayUnavailable
+from dicomportal.billing.profiles import BillingDetails
+from dicomportal.billing.summary import (
+    amount_due_cents,
+    awaiting_authentication,
+    first_invoice,
+    first_period_end,
+    own_payment,
+    price_charge,
+)
 from dicomportal.billing_forms import (
     AuthenticationForm,
     BillingDetailsForm,
     CardSetupForm,
     country_choices,
-    is_eu_country,
 )
 from dicomportal.extensions import db
 from dicomportal.formatting import format_money
 from dicomportal.forms import render_form
 from dicomportal.mail import deliver_pending
 from dicomportal.models import (
-    BillingProfile,
     BillingReason,
     Interval,
     Payment,
@@ -48,15 +55,6 @@ from dicomportal.models import (
     Price,
     Subscription,
     SubscriptionStatus,
-    User,
-)
-from dicomportal.views._billing_summary import (
-    amount_due_cents,
-    awaiting_authentication,
-    first_invoice,
-    first_period_end,
-    own_payment,
-    price_charge,
 )
 from dicomportal.views._htmx import redirect_after_post
 
@@ -77,6 +75,7 @@ TRY_AGAIN_ADVICE = (
 )
 CARD_ERROR_KEY = "billing_card_error"
 PROFILE_FIELDS = (
+    "tax_id",
     "name",
     "company",
     "address_line1",
@@ -153,19 +152,6 @@ def no_live_subscription(view: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def save_billing_details(user: User, form: BillingDetailsForm) -> None:
-    """Create or update the customer's billing profile from a valid form (committed)."""
-    profile = user.billing_profile or BillingProfile(user=user)
-    for field in PROFILE_FIELDS:
-        setattr(profile, field, (form[field].data or "").strip() or None)
-    tax_id = form.tax_id.data or None
-    if tax_id != profile.tax_id:
-        profile.tax_id, profile.tax_id_verified_at = tax_id, None
-    profile.tax_id_type = "eu_vat" if tax_id and is_eu_country(profile.country) else None
-    db.session.add(profile)
-    db.session.commit()
-
-
 def card_page(template: str, **context: Any) -> Response:
     """A page with the card form: a fresh SetupIntent for Stripe.js, and any error kept for it."""
     setup = cards.start_card_setup(current_user)
@@ -229,7 +215,9 @@ def subscribe(plan_code: str) -> Response | tuple[str, int]:
     profile = current_user.billing_profile
     form = BillingDetailsForm(obj=profile, data=None if profile else {"name": current_user.name})
     if form.validate_on_submit():
-        save_billing_details(current_user, form)
+        profiles.save_billing_details(
+            current_user, BillingDetails(**{f: form[f].data or None for f in PROFILE_FIELDS})
+        )
         return see_other(step_url("billing.card_step", price))
     return render_form("billing/subscribe.html", form, price=price, renews_on=first_period_end(price))
 
@@ -375,24 +363,12 @@ def save_card() -> Response:
         show_on_card_page(NOT_CONFIRMED)
         return see_other(url_for("billing.card"))
     try:
-        payments = replace_card_and_pay(current_user, form.setup_intent_id.data)
+        payments = subscriptions.replace_card_and_pay(current_user, form.setup_intent_id.data)
     except BillingError as exc:
         failed_on_card_page(exc)
         return see_other(url_for("billing.card"))
     deliver_pending()
     return after_card_payments(payments)
-
-
-def replace_card_and_pay(user: User, setup_intent_id: str) -> list[Payment]:
-    """Make the confirmed card the default (committed), then pay the open invoices with it.
-
-    :raises PaymentSetupFailed: the SetupIntent is not this customer's or not confirmed.
-    :raises CardDeclined: Stripe refused to save the card.
-    """
-    setup = cards.verified_setup(user, setup_intent_id)
-    cards.save_default_card(user, setup.payment_method or "")
-    db.session.commit()
-    return subscriptions.pay_open_invoices(user.id)
 
 
 def after_card_payments(payments: list[Payment]) -> Response:
