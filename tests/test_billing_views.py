@@ -244,6 +244,7 @@ def test_subscribing_with_a_confirmed_card_activates_and_the_dashboard_shows_it(
     assert "Visa ending in 4242" in dashboard and "Expires 12/2035" in dashboard
     assert f"{invoice.number} {long_date(invoice.finalized_at)} $29 Paid" in dashboard
     assert "Compare plans" not in dashboard
+    assert "50 GB cloud storage, 100 processing credits a month, viewing and uploading studies" in dashboard
 
 
 def test_a_double_submitted_confirm_subscribes_and_charges_once(
