@@ -12,7 +12,6 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
-    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -25,12 +24,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from dicomportal.extensions import db
 from dicomportal.models.catalog import Price
-from dicomportal.models.types import UTCDateTime, utcnow
+from dicomportal.models.types import UTCDateTime, utcnow, value_enum
 from dicomportal.models.user import User
-
-
-def _enum(cls: type[enum.Enum]) -> Enum:
-    return Enum(cls, native_enum=False, length=30, values_callable=lambda e: [m.value for m in e])
 
 
 class SubscriptionStatus(enum.StrEnum):
@@ -58,7 +53,7 @@ class Subscription(db.Model):  # type: ignore[name-defined,misc]
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     price_id: Mapped[int] = mapped_column(ForeignKey("prices.id"))
-    status: Mapped[SubscriptionStatus] = mapped_column(_enum(SubscriptionStatus), index=True)
+    status: Mapped[SubscriptionStatus] = mapped_column(value_enum(SubscriptionStatus, 30), index=True)
     current_period_start: Mapped[datetime] = mapped_column(UTCDateTime())
     current_period_end: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     # Periods are counted from this moment so monthly renewals keep the customer's billing day.
@@ -113,8 +108,8 @@ class Invoice(db.Model):  # type: ignore[name-defined,misc]
     number: Mapped[str | None] = mapped_column(String(30), unique=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     subscription_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id"), index=True)
-    status: Mapped[InvoiceStatus] = mapped_column(_enum(InvoiceStatus), index=True)
-    billing_reason: Mapped[BillingReason] = mapped_column(_enum(BillingReason))
+    status: Mapped[InvoiceStatus] = mapped_column(value_enum(InvoiceStatus, 30), index=True)
+    billing_reason: Mapped[BillingReason] = mapped_column(value_enum(BillingReason, 30))
     currency: Mapped[str] = mapped_column(String(3), default="USD")
     subtotal_cents: Mapped[int] = mapped_column(Integer, default=0)
     tax_cents: Mapped[int] = mapped_column(Integer, default=0)
@@ -164,7 +159,7 @@ class InvoiceLine(db.Model):  # type: ignore[name-defined,misc]
 
     id: Mapped[int] = mapped_column(primary_key=True)
     invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"), index=True)
-    kind: Mapped[LineKind] = mapped_column(_enum(LineKind))
+    kind: Mapped[LineKind] = mapped_column(value_enum(LineKind, 30))
     description: Mapped[str] = mapped_column(String(300))
     quantity: Mapped[int] = mapped_column(Integer, default=1)
     unit_amount_cents: Mapped[int] = mapped_column(Integer)
@@ -215,7 +210,7 @@ class Payment(db.Model):  # type: ignore[name-defined,misc]
     id: Mapped[int] = mapped_column(primary_key=True)
     invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"), index=True)
     attempt: Mapped[int] = mapped_column(Integer)
-    status: Mapped[PaymentStatus] = mapped_column(_enum(PaymentStatus), index=True)
+    status: Mapped[PaymentStatus] = mapped_column(value_enum(PaymentStatus, 30), index=True)
     amount_cents: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
     stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)

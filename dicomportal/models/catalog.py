@@ -9,20 +9,16 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, Enum, ForeignKey, Integer, String
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from dicomportal.extensions import db
-from dicomportal.models.types import UTCDateTime, utcnow
+from dicomportal.models.types import UTCDateTime, utcnow, value_enum
 
 
 class Interval(enum.StrEnum):
     MONTH = "month"
     YEAR = "year"
-
-
-def _enum(cls: type[enum.Enum]) -> Enum:
-    return Enum(cls, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e])
 
 
 class Plan(db.Model):  # type: ignore[name-defined,misc]
@@ -55,7 +51,7 @@ class Price(db.Model):  # type: ignore[name-defined,misc]
 
     id: Mapped[int] = mapped_column(primary_key=True)
     plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id"), index=True)
-    interval: Mapped[Interval] = mapped_column(_enum(Interval))
+    interval: Mapped[Interval] = mapped_column(value_enum(Interval))
     amount_cents: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3), default="USD")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -73,7 +69,7 @@ class AddOn(db.Model):  # type: ignore[name-defined,misc]
     code: Mapped[str] = mapped_column(String(50), index=True)
     name: Mapped[str] = mapped_column(String(100))
     description: Mapped[str] = mapped_column(String(500), default="")
-    interval: Mapped[Interval] = mapped_column(_enum(Interval))
+    interval: Mapped[Interval] = mapped_column(value_enum(Interval))
     amount_cents: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3), default="USD")
     storage_gb: Mapped[int] = mapped_column(Integer, default=0)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, Enum
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
@@ -42,3 +43,8 @@ def utcnow() -> datetime:
     from dicomportal.billing.clock import now
 
     return now()
+
+
+def value_enum(cls: type[enum.Enum], length: int = 20) -> Enum:
+    """A Python enum stored as its values in a plain VARCHAR (no database enum type to migrate)."""
+    return Enum(cls, native_enum=False, length=length, values_callable=lambda e: [m.value for m in e])

@@ -6,12 +6,12 @@ import enum
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import Enum, ForeignKey, String
+from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from dicomportal.extensions import db
-from dicomportal.models.types import UTCDateTime, utcnow
+from dicomportal.models.types import UTCDateTime, utcnow, value_enum
 
 
 class Role(enum.StrEnum):
@@ -28,7 +28,7 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]
     name: Mapped[str] = mapped_column(String(200))
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[Role] = mapped_column(
-        Enum(Role, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e]),
+        value_enum(Role),
         default=Role.CUSTOMER,
     )
     locale: Mapped[str] = mapped_column(String(10), default="en")
