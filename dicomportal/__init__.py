@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
 
 def register_extensions(app: Flask) -> None:
     from dicomportal import models
+    from dicomportal.accounts import password_fingerprint
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(resource_dir("migrations")), render_as_batch=True)
@@ -65,8 +67,12 @@ def register_extensions(app: Flask) -> None:
     extensions.mail.init_app(app)
 
     @login_manager.user_loader
-    def load_user(user_id: str) -> models.User | None:
-        return db.session.get(models.User, int(user_id))
+    def load_user(session_id: str) -> models.User | None:
+        user_id, _, fingerprint = session_id.partition(":")
+        user = db.session.get(models.User, int(user_id)) if user_id.isdigit() else None
+        if user is None or not hmac.compare_digest(fingerprint, password_fingerprint(user)):
+            return None  # the password changed since this session logged in
+        return user
 
     @login_manager.unauthorized_handler
     def unauthorized() -> Response:

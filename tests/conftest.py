@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from flask import Flask
+from flask import Flask, g
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
@@ -183,6 +183,13 @@ def app(app_config: dict[str, Any], instance_dir: Path) -> Iterator[Flask]:
     from dicomportal.billing.catalog import seed_catalog
 
     app = create_app(app_config, instance_path=str(instance_dir))
+
+    @app.before_request
+    def forget_the_last_requests_user() -> None:
+        # Requests reuse the test's app context (and its ``g``), where Flask-Login caches the
+        # user; in production every request has its own. Two test clients must not share a login.
+        g.pop("_login_user", None)
+
     with app.app_context():
         _empty_all_tables()
         seed_catalog()

@@ -301,3 +301,21 @@ def test_create_user_command_makes_an_admin(app: Flask, runner: Any) -> None:
     admin = user("admin@example.com")
     assert admin.role == Role.ADMIN
     assert admin.check_password("a long admin passphrase")
+
+
+def test_changing_the_password_logs_out_other_sessions_but_not_this_one(
+    app: Flask, auth: AuthActions
+) -> None:
+    auth.signup()
+    other_device = app.test_client()
+    AuthActions(other_device).login()
+    assert other_device.get("/account/").status_code == 200
+
+    response = auth.client.post(
+        "/account/password",
+        data={"current_password": "correct horse battery", "password": "a brand new passphrase"},
+    )
+
+    assert response.status_code in (302, 303)
+    assert auth.client.get("/account/").status_code == 200
+    assert other_device.get("/account/").status_code == 302  # sent to the login page

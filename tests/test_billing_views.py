@@ -359,7 +359,7 @@ def test_confirm_without_the_csrf_token_is_refused(
     user.billing_profile = BillingProfile(**DETAILS)
     db.session.commit()
     with client.session_transaction() as session:
-        session["_user_id"], session["_fresh"] = str(user.id), True
+        session["_user_id"], session["_fresh"] = user.get_id(), True
 
     response = client.post(CONFIRM, data={"setup_intent_id": confirm_card_setup(app, user, GOOD_CARD)})
 
@@ -457,6 +457,7 @@ def test_dashboard_lists_the_five_latest_invoices(app: Flask, client: FlaskClien
         with time_machine.travel(START + relativedelta(months=month) + timedelta(hours=1), tick=False):
             jobs.run_once()
 
+    auth.login(email=user.email)  # months later: the first session has expired
     markup = client.get("/account/").get_data(as_text=True)
 
     invoices = sorted(invoices_for(user.id), key=lambda i: i.id)
@@ -479,6 +480,7 @@ def past_due_customer(app: Flask, client: FlaskClient, auth: AuthActions) -> tup
     renewal_at = START + relativedelta(months=1) + timedelta(hours=1)
     with time_machine.travel(renewal_at, tick=False):
         jobs.run_once()
+        auth.login(email=user.email)  # a month on, the first session has expired
     assert subscriptions.live_subscription(user.id).status == SubscriptionStatus.PAST_DUE
     return customer(user.email), renewal_at
 

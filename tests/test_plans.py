@@ -188,7 +188,7 @@ def test_signed_in_customer_goes_straight_to_subscribe(app: Flask, client: Flask
     user = create_user("pat@example.com", "correct horse battery", "Pat Lee")
     db.session.commit()
     with client.session_transaction() as session:
-        session["_user_id"] = str(user.id)
+        session["_user_id"] = user.get_id()
         session["_fresh"] = True
 
     links = subscribe_links(get_pricing(client, "year"))

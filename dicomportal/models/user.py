@@ -47,6 +47,13 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)
 
+    def get_id(self) -> str:
+        """The session's name for this user: the id plus a fingerprint of the password hash, so
+        changing or resetting the password logs out every other session and remember-me cookie."""
+        from dicomportal.accounts import password_fingerprint
+
+        return f"{self.id}:{password_fingerprint(self)}"
+
     @property
     def is_staff(self) -> bool:
         return self.role in (Role.SUPPORT, Role.ADMIN)
