@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dicomportal.billing.subscriptions import live_subscription
-from dicomportal.models import SubscriptionStatus
+from dicomportal.models import Subscription, SubscriptionStatus
 
 GB = 1024**3
 
@@ -30,8 +30,15 @@ NONE = Entitlements(None, None, False, False, 0, 0)
 def entitlements_for(user_id: int) -> Entitlements:
     """Active: everything. Past due: view and upload while dunning runs. Paused: view only.
     Incomplete (first payment not made) and ended: nothing."""
-    subscription = live_subscription(user_id)
-    if subscription is None or subscription.status == SubscriptionStatus.INCOMPLETE:
+    return entitlements_of(live_subscription(user_id))
+
+
+def entitlements_of(subscription: Subscription | None) -> Entitlements:
+    """The same answer for a subscription already at hand (None: the customer has no live one)."""
+    if subscription is None or subscription.status in (
+        SubscriptionStatus.INCOMPLETE,
+        SubscriptionStatus.ENDED,
+    ):
         return NONE
     plan = subscription.price.plan
     status = subscription.status

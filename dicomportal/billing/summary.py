@@ -13,7 +13,7 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from dicomportal.billing import clock, collection, subscriptions
-from dicomportal.billing.entitlements import Entitlements, entitlements_for
+from dicomportal.billing.entitlements import Entitlements, entitlements_of
 from dicomportal.billing.invoicing import invoices_for, tax_for
 from dicomportal.billing.periods import period_boundary
 from dicomportal.billing.proration import apply_rate
@@ -155,5 +155,5 @@ def account_summary(user: User) -> AccountSummary:
         next_charge=next_charge(subscription, user.billing_profile) if subscription else None,
         awaiting_authentication=awaiting_authentication(subscription.id) if subscription else None,
         amount_due_cents=amount_due_cents(user.id),
-        access=entitlements_for(user.id),
+        access=entitlements_of(subscription),
     )
