@@ -6,6 +6,7 @@ import itertools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import time_machine
 from dateutil.relativedelta import relativedelta
 from flask import Flask
@@ -66,13 +67,22 @@ def test_a_tick_before_the_period_ends_charges_nothing(
     assert len(invoices_for(user.id)) == 1 and len(intents_of(app, user)) == 1
 
 
-def test_failed_renewal_goes_past_due_and_a_new_card_pays_it(
-    app: Flask, make_customer: Callable[..., User], subscribe: Callable[..., Subscription], smtp: SmtpSink
-) -> None:
+@pytest.fixture
+def card_fails_at_renewal(
+    app: Flask, make_customer: Callable[..., User], subscribe: Callable[..., Subscription]
+) -> User:
+    """A customer subscribed on START whose card on file is then one that is declined when charged."""
     with time_machine.travel(START, tick=False):
         user = make_customer()
         subscribe(user)
         switch_card(app, user, DECLINED_AT_CHARGE)
+    return user
+
+
+def test_failed_renewal_goes_past_due_and_a_new_card_pays_it(
+    app: Flask, card_fails_at_renewal: User, smtp: SmtpSink
+) -> None:
+    user = card_fails_at_renewal
 
     renewal_at = START + relativedelta(months=1) + timedelta(hours=1)
     tick(renewal_at)
@@ -98,12 +108,9 @@ def test_failed_renewal_goes_past_due_and_a_new_card_pays_it(
 
 
 def test_when_every_retry_fails_the_subscription_ends(
-    app: Flask, make_customer: Callable[..., User], subscribe: Callable[..., Subscription], smtp: SmtpSink
+    app: Flask, card_fails_at_renewal: User, smtp: SmtpSink
 ) -> None:
-    with time_machine.travel(START, tick=False):
-        user = make_customer()
-        subscribe(user)
-        switch_card(app, user, DECLINED_AT_CHARGE)
+    user = card_fails_at_renewal
     renewal_at = START + relativedelta(months=1) + timedelta(minutes=5)
 
     tick(renewal_at)
