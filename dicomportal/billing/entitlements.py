@@ -19,10 +19,6 @@ class Entitlements:
     storage_quota_bytes: int
     monthly_credits: int
 
-    @property
-    def has_access(self) -> bool:
-        return self.can_view
-
 
 NONE = Entitlements(None, None, False, False, 0, 0)
 

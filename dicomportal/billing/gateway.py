@@ -134,11 +134,6 @@ def attach_card(payment_method_id: str, customer_id: str) -> Card:
     return Card(pm.id, str(card["brand"]), str(card["last4"]), int(card["exp_month"]), int(card["exp_year"]))
 
 
-def detach_card(payment_method_id: str) -> None:
-    # Already detached or deleted at Stripe is the outcome we wanted.
-    with contextlib.suppress(stripe.InvalidRequestError):
-        _call(client().v1.payment_methods.detach, payment_method_id)
-
 
 def create_payment_intent(
     *,
@@ -201,10 +196,6 @@ def _intent_info(intent: Any) -> IntentInfo:
         failure_message=error.get("message"),
     )
 
-
-def refund(intent_id: str, amount: int) -> str:
-    """Refund ``amount`` cents of a succeeded PaymentIntent; returns the refund id."""
-    return str(_call(client().v1.refunds.create, params={"payment_intent": intent_id, "amount": amount}).id)
 
 
 def list_payment_intents(customer: str) -> list[IntentInfo]:

@@ -74,10 +74,6 @@ class Subscription(db.Model):  # type: ignore[name-defined,misc]
     price: Mapped[Price] = relationship(foreign_keys=[price_id])
     scheduled_price: Mapped[Price | None] = relationship(foreign_keys=[scheduled_price_id])
 
-    @property
-    def is_live(self) -> bool:
-        return self.status != SubscriptionStatus.ENDED
-
 
 class InvoiceStatus(enum.StrEnum):
     DRAFT = "draft"
