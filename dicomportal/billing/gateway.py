@@ -134,7 +134,6 @@ def attach_card(payment_method_id: str, customer_id: str) -> Card:
     return Card(pm.id, str(card["brand"]), str(card["last4"]), int(card["exp_month"]), int(card["exp_year"]))
 
 
-
 def create_payment_intent(
     *,
     amount: int,
@@ -195,7 +194,6 @@ def _intent_info(intent: Any) -> IntentInfo:
         failure_code=error.get("decline_code") or error.get("code"),
         failure_message=error.get("message"),
     )
-
 
 
 def list_payment_intents(customer: str) -> list[IntentInfo]:
