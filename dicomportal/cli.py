@@ -104,10 +104,9 @@ def tick_command(now: str | None) -> None:
         moment = _parse_moment(now)
         clock.travel_to(moment)
     results = jobs.run_once()
-    click.echo(
-        f"tick at {clock.now().isoformat(timespec='seconds')}: "
-        + ", ".join(f"{k}={v}" for k, v in results.items())
-    )
+    click.echo(f"tick at {clock.now().isoformat(timespec='seconds')}")
+    for line in jobs.describe(results):
+        click.echo(f"  {line}")
 
 
 def _parse_moment(text: str) -> datetime:

@@ -158,6 +158,15 @@ def smtp(_smtp_server: SmtpSink) -> SmtpSink:
 # --- the app -----------------------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def _real_time_after_each_test() -> Iterator[None]:
+    """``tick --now`` and the demo clock move this process's clock; no test inherits the move."""
+    from dicomportal.billing import clock
+
+    yield
+    clock.reset()
+
+
 @pytest.fixture
 def app_config(database_url: str, stripe_server: LocalStripe, _smtp_server: SmtpSink) -> dict[str, Any]:
     """Settings for the app under test; a test may change them before asking for ``app``."""

@@ -19,7 +19,7 @@ from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dicomportal.billing import clock, gateway
-from dicomportal.billing.errors import ChargeInProgress, GatewayUnavailable
+from dicomportal.billing.errors import ChargeInProgress, PaymentRejected
 from dicomportal.billing.invoicing import mark_paid
 from dicomportal.extensions import db
 from dicomportal.models import (
@@ -60,15 +60,26 @@ def charge_invoice(invoice_id: int) -> Payment:
     invoice = db.session.get(Invoice, invoice_id)
     if invoice is None or invoice.status != InvoiceStatus.OPEN:
         raise ValueError(f"invoice {invoice_id} is not open")
-    card = default_card(invoice.user_id)
-    payment = _start_attempt(invoice, card)
-    if card is None or not invoice.user.stripe_customer_id:
-        return record_outcome(payment.id, PaymentStatus.FAILED, code="no_card", message="No card on file.")
+    payment = open_attempt(invoice)
+    db.session.commit()
     return drive(payment.id, fresh=True)
 
 
-def _start_attempt(invoice: Invoice, card: PaymentMethod | None) -> Payment:
-    """Step 1: the Payment row, committed before Stripe hears of it."""
+def first_attempt(invoice: Invoice) -> Payment | None:
+    """The first attempt of a just-finalized invoice, or None when nothing is due (a zero total
+    is paid at finalization)."""
+    return open_attempt(invoice) if invoice.status == InvoiceStatus.OPEN else None
+
+
+def open_attempt(invoice: Invoice) -> Payment:
+    """Step 1: a pending Payment for ``invoice`` with the default card, in the caller's transaction.
+
+    Callers commit it together with whatever made the invoice due (a renewal commits the invoice
+    and its first attempt at once), so no open invoice ever exists without a way to be collected.
+
+    :raises ChargeInProgress: an attempt on this invoice is already in flight.
+    """
+    card = default_card(invoice.user_id)
     attempt = (
         db.session.scalar(select(func.max(Payment.attempt)).where(Payment.invoice_id == invoice.id)) or 0
     ) + 1
@@ -80,11 +91,10 @@ def _start_attempt(invoice: Invoice, card: PaymentMethod | None) -> Payment:
         currency=invoice.currency,
         stripe_payment_method_id=card.stripe_payment_method_id if card else None,
     )
-    db.session.add(payment)
     try:
-        db.session.commit()
+        with db.session.begin_nested():
+            db.session.add(payment)
     except IntegrityError as exc:
-        db.session.rollback()
         raise ChargeInProgress("A payment for this invoice is already being processed.") from exc
     return payment
 
@@ -92,28 +102,52 @@ def _start_attempt(invoice: Invoice, card: PaymentMethod | None) -> Payment:
 def drive(payment_id: int, fresh: bool = False) -> Payment:
     """Steps 2-4 for a pending payment, from wherever a previous run stopped.
 
+    ``fresh``: the row was committed a moment ago by this process, so no intent can exist yet.
+    A request Stripe will never accept (no such customer or card) fails the attempt with Stripe's
+    code, and the invoice goes into dunning like after a decline.
+
     :raises GatewayUnavailable: Stripe did not answer; the row stays pending.
     """
     payment = db.session.get_one(Payment, payment_id)
-    customer = payment.invoice.user.stripe_customer_id or ""
-    if payment.stripe_payment_intent_id is None:
-        intent = None if fresh else gateway.find_intent_by_metadata(customer, "payment_id", str(payment.id))
-        if intent is None:
-            intent = gateway.create_payment_intent(
-                amount=payment.amount_cents,
-                currency=payment.currency,
-                customer=customer,
-                payment_method=payment.stripe_payment_method_id or "",
-                metadata={"invoice_id": str(payment.invoice_id), "payment_id": str(payment.id)},
-                idempotency_key=f"payment-{payment.id}",
-            )
-        payment.stripe_payment_intent_id = intent.id
-        db.session.commit()
-    else:
-        intent = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
-    if intent.status == "requires_confirmation":
-        intent = gateway.confirm_payment_intent(intent.id)
-    return record_intent(payment.id, intent)
+    customer = payment.invoice.user.stripe_customer_id
+    if payment.stripe_payment_intent_id is None and not (customer and payment.stripe_payment_method_id):
+        return record_outcome(payment.id, PaymentStatus.FAILED, code="no_card", message="No card on file.")
+    try:
+        intent = _intent_for(payment, customer or "", fresh)
+        if intent.status == "requires_confirmation":
+            intent = _confirm(intent.id)
+    except PaymentRejected as exc:
+        db.session.rollback()
+        log.warning("payment %s (invoice %s) refused by Stripe: %s", payment_id, payment.invoice_id, exc.code)
+        return record_outcome(payment_id, PaymentStatus.FAILED, code=exc.code, message=str(exc))
+    return record_intent(payment_id, intent)
+
+
+def _intent_for(payment: Payment, customer: str, fresh: bool) -> gateway.IntentInfo:
+    """Step 2: the payment's PaymentIntent, created (and its id committed) if it has none."""
+    if payment.stripe_payment_intent_id is not None:
+        return gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
+    intent = gateway.create_payment_intent(
+        amount=payment.amount_cents,
+        currency=payment.currency,
+        customer=customer,
+        payment_method=payment.stripe_payment_method_id or "",
+        metadata={"invoice_id": str(payment.invoice_id), "payment_id": str(payment.id)},
+        idempotency_key=f"payment-{payment.id}",
+        may_exist=not fresh,
+    )
+    payment.stripe_payment_intent_id = intent.id
+    db.session.commit()
+    return intent
+
+
+def _confirm(intent_id: str) -> gateway.IntentInfo:
+    """Step 3. If Stripe refuses to confirm, cancel the intent so it can never be charged later."""
+    try:
+        return gateway.confirm_payment_intent(intent_id)
+    except PaymentRejected:
+        gateway.cancel_payment_intent(intent_id)
+        raise
 
 
 def record_intent(payment_id: int, intent: gateway.IntentInfo) -> Payment:
@@ -206,25 +240,3 @@ def cancel_action_required(invoice_id: int) -> None:
             .values(status=PaymentStatus.CANCELED, updated_at=clock.now())
         )
         db.session.commit()
-
-
-def reconcile_pending(older_than: timedelta = timedelta(minutes=2), limit: int = 100) -> int:
-    """Finish payments a crash or an outage left pending; returns how many reached an outcome."""
-    cutoff = clock.now() - older_than
-    ids = list(
-        db.session.scalars(
-            select(Payment.id)
-            .where(Payment.status == PaymentStatus.PENDING, Payment.created_at <= cutoff)
-            .order_by(Payment.id)
-            .limit(limit)
-        )
-    )
-    finished = 0
-    for payment_id in ids:
-        try:
-            finished += drive(payment_id).status != PaymentStatus.PENDING
-        except GatewayUnavailable:
-            db.session.rollback()
-            log.warning("reconcile: Stripe unavailable, payment %s stays pending", payment_id)
-            break
-    return finished

@@ -33,3 +33,28 @@ class PaymentSetupFailed(BillingError):
 
 class ChargeInProgress(BillingError):
     """Another attempt to collect this invoice is already under way."""
+
+
+class PaymentRejected(BillingError):
+    """Stripe refused the request for good (no such customer or card, amount too small, ...).
+
+    Retrying the same request cannot succeed, so a charge that meets this is recorded as failed
+    with Stripe's code and the invoice goes into dunning like a decline.
+    """
+
+    def __init__(self, message: str, code: str | None = None, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code or "invalid_request"
+        self.http_status = http_status
+
+    @property
+    def not_found(self) -> bool:
+        """Stripe has no such object (HTTP 404 / ``resource_missing``)."""
+        return self.http_status == 404 or self.code == "resource_missing"
+
+
+class GatewayMisconfigured(GatewayUnavailable):
+    """Stripe refused our credentials (wrong or revoked key): an operator must fix the settings.
+
+    Nothing is the customer's fault, so nothing is marked failed; work stays pending.
+    """

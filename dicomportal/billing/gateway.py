@@ -14,7 +14,16 @@ from typing import Any
 import stripe
 from flask import current_app
 
-from dicomportal.billing.errors import CardDeclined, GatewayUnavailable, PaymentSetupFailed
+from dicomportal.billing.errors import (
+    CardDeclined,
+    GatewayMisconfigured,
+    GatewayUnavailable,
+    PaymentRejected,
+    PaymentSetupFailed,
+)
+
+# How old a webhook's signed timestamp may be (Stripe's own default): older ones are replays.
+WEBHOOK_TOLERANCE_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -66,20 +75,33 @@ def client() -> stripe.StripeClient:
     return cached
 
 
-def _unavailable(exc: stripe.StripeError) -> GatewayUnavailable:
-    return GatewayUnavailable(
-        f"The payment service is unavailable ({type(exc).__name__}). Nothing was charged."
-    )
+def talks_to_localstripe() -> bool:
+    """True when STRIPE_API_BASE points the SDK at localstripe (demo and tests), whose dialect
+    needs workarounds that must never run against real Stripe."""
+    return bool(current_app.config.get("STRIPE_API_BASE"))
 
 
 def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run one SDK call, turning transport and server failures into GatewayUnavailable."""
+    """Run one SDK call and sort its failures (ARCHITECTURE.md section 6).
+
+    Transient (network, timeout, rate limit, Stripe 5xx) -> GatewayUnavailable: try again later.
+    Our credentials refused -> GatewayMisconfigured: an operator must act; nothing is failed.
+    Permanent (a request Stripe will never accept) -> PaymentRejected with Stripe's code.
+    Card errors pass through for the caller, for whom a decline is a result.
+    """
     try:
         return fn(*args, **kwargs)
-    except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
-        raise _unavailable(exc) from exc
-    except stripe.APIError as exc:
-        raise _unavailable(exc) from exc
+    except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError) as exc:
+        raise GatewayUnavailable(
+            f"The payment service is unavailable ({type(exc).__name__}). Nothing was charged."
+        ) from exc
+    except (stripe.AuthenticationError, stripe.PermissionError) as exc:
+        raise GatewayMisconfigured(f"Stripe refused our API key ({type(exc).__name__}).") from exc
+    except stripe.IdempotencyError:
+        raise  # a bug in our bookkeeping, not the customer's doing: unexpected, never "failed"
+    except stripe.InvalidRequestError as exc:
+        message = exc.user_message or "Stripe refused the request."
+        raise PaymentRejected(message, exc.code, exc.http_status) from exc
 
 
 def create_customer(email: str, name: str, user_id: int) -> str:
@@ -128,7 +150,7 @@ def attach_card(payment_method_id: str, customer_id: str) -> Card:
         pm = _call(client().v1.payment_methods.attach, payment_method_id, params={"customer": customer_id})
     except stripe.CardError as exc:
         raise CardDeclined(exc.user_message or "Your card was declined.", exc.code) from exc
-    except stripe.InvalidRequestError as exc:
+    except PaymentRejected as exc:
         raise PaymentSetupFailed("We could not save that card. Please try again.") from exc
     card = pm.to_dict()["card"]
     return Card(pm.id, str(card["brand"]), str(card["last4"]), int(card["exp_month"]), int(card["exp_year"]))
@@ -142,12 +164,22 @@ def create_payment_intent(
     payment_method: str,
     metadata: dict[str, str],
     idempotency_key: str,
+    may_exist: bool = False,
 ) -> IntentInfo:
     """Create an UNCONFIRMED PaymentIntent (ARCHITECTURE.md section 6, step 2).
 
-    Real Stripe honours ``idempotency_key``; localstripe ignores it, so callers also look for an
-    intent they may have created before (:func:`find_intent_by_metadata`).
+    ``may_exist``: an earlier run may have created it without storing its id (a crash between
+    the two). Real Stripe answers a repeated ``idempotency_key`` with the intent it created the
+    first time, so the create call itself is the lookup there. localstripe ignores the key, so
+    in the demo and the tests we look the intent up by ``metadata`` first. Either way an intent
+    whose id was never stored was never confirmed, so nothing was charged twice.
+
+    :raises PaymentRejected: Stripe will never accept this payment (no such customer or card).
     """
+    if may_exist and talks_to_localstripe():
+        found = _localstripe_intent_with_metadata(customer, metadata)
+        if found is not None:
+            return found
     params = {
         "amount": amount,
         "currency": currency.lower(),
@@ -163,7 +195,10 @@ def create_payment_intent(
 
 
 def confirm_payment_intent(intent_id: str) -> IntentInfo:
-    """Confirm (charge) a PaymentIntent; a decline is a result, not an error."""
+    """Confirm (charge) a PaymentIntent; a decline is a result, not an error.
+
+    :raises PaymentRejected: Stripe refused to confirm it (e.g. the card was detached).
+    """
     try:
         return _intent_info(_call(client().v1.payment_intents.confirm, intent_id))
     except stripe.CardError:
@@ -171,14 +206,20 @@ def confirm_payment_intent(intent_id: str) -> IntentInfo:
 
 
 def retrieve_payment_intent(intent_id: str) -> IntentInfo:
+    """:raises PaymentRejected: Stripe has no such PaymentIntent."""
     return _intent_info(_call(client().v1.payment_intents.retrieve, intent_id))
 
 
-def find_intent_by_metadata(customer: str, key: str, value: str) -> IntentInfo | None:
-    """The customer's PaymentIntent whose ``metadata[key] == value``, if one exists."""
-    for intent in list_payment_intents(customer):
-        if intent.metadata.get(key) == value:
-            return intent
+def _localstripe_intent_with_metadata(customer: str, metadata: dict[str, str]) -> IntentInfo | None:
+    """localstripe only (it ignores Idempotency-Key and cannot filter by customer): page through
+    every intent it holds. Demo and test data only; never reached with real Stripe."""
+    pages = _call(client().v1.payment_intents.list, params={"limit": 100}).auto_paging_iter()
+    for intent in pages:
+        data = intent.to_dict()
+        if data.get("customer") == customer and all(
+            str((data.get("metadata") or {}).get(k)) == v for k, v in metadata.items()
+        ):
+            return _intent_info(intent)
     return None
 
 
@@ -196,36 +237,39 @@ def _intent_info(intent: Any) -> IntentInfo:
     )
 
 
-def list_payment_intents(customer: str) -> list[IntentInfo]:
-    """Every PaymentIntent of a customer.
+def verify_signature(payload: bytes, signature: str | None, secret: str) -> None:
+    """Check a webhook's ``Stripe-Signature`` (and that it is recent) over the raw body.
 
-    Stripe filters by ``customer``; localstripe refuses that parameter, so there we page through
-    all intents and filter here (only test and demo data lives in localstripe).
+    Only the signature is checked here: the body is parsed by the caller as plain JSON, never
+    through the SDK's objects (they turn ``*_decimal`` fields into ``Decimal``).
+
+    :raises ValueError: no secret configured, or the signature does not verify.
     """
-    intents = client().v1.payment_intents
+    if not secret:
+        raise ValueError("no webhook secret configured")
     try:
-        pages = _call(intents.list, params={"customer": customer, "limit": 100}).auto_paging_iter()
-        return [_intent_info(i) for i in pages]
-    except stripe.InvalidRequestError:
-        pages = _call(intents.list, params={"limit": 100}).auto_paging_iter()
-        return [_intent_info(i) for i in pages if i.to_dict().get("customer") == customer]
-
-
-def verify_event(payload: bytes, signature: str | None, secret: str) -> dict[str, Any]:
-    """Check a webhook's signature and return the event as a plain dict.
-
-    :raises ValueError: the payload is not valid JSON or the signature does not verify.
-    """
-    try:
-        event = client().construct_event(payload, signature, secret)
-    except stripe.SignatureVerificationError as exc:
+        stripe.WebhookSignature.verify_header(payload, signature, secret, WEBHOOK_TOLERANCE_SECONDS)
+    except (stripe.SignatureVerificationError, UnicodeDecodeError) as exc:
         raise ValueError("bad signature") from exc
-    result: dict[str, Any] = event.to_dict()
-    return result
+
+
+def customer_is_deleted(customer_id: str) -> bool:
+    """Ask Stripe whether a customer is gone (deleted, or unknown to this account).
+
+    :raises GatewayUnavailable: Stripe could not answer; decide nothing.
+    """
+    try:
+        customer = _call(client().v1.customers.retrieve, customer_id)
+    except PaymentRejected as exc:
+        if exc.not_found:
+            return True
+        raise
+    return bool(customer.to_dict().get("deleted"))
 
 
 def cancel_payment_intent(intent_id: str) -> None:
-    """Cancel a PaymentIntent that must never be completed (an abandoned 3-D Secure attempt)."""
+    """Cancel a PaymentIntent that must never be completed (an abandoned 3-D Secure attempt, or
+    one Stripe refused to confirm)."""
     # Already succeeded or canceled: the caller re-reads the intent and records the truth.
-    with contextlib.suppress(stripe.InvalidRequestError):
+    with contextlib.suppress(PaymentRejected):
         _call(client().v1.payment_intents.cancel, intent_id)

@@ -4,11 +4,13 @@ outcome does to a subscription. Pause, plan changes and cancellation build on th
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 
 from dicomportal import notify
 from dicomportal.billing import audit, cards, clock, collection
@@ -90,11 +92,13 @@ def subscribe(user_id: int, price_id: int, setup_intent_id: str) -> Subscription
     subscription = _claim_subscription(user, price)
     cards.save_default_card(user, setup.payment_method or "")
     invoice = _first_invoice(user, subscription, price)
+    payment = collection.first_attempt(invoice)
     audit.record(
         "subscription.created", user.id, subscription, plan=price.plan.code, interval=price.interval.value
     )
     db.session.commit()
-    _collect(invoice.id)
+    if payment is not None:
+        collect(payment.id)
     db.session.refresh(subscription)
     return subscription
 
@@ -128,52 +132,68 @@ def _first_invoice(user: User, subscription: Subscription, price: Price) -> Invo
     return finalize(invoice, current_app.config)
 
 
-def _collect(invoice_id: int) -> Payment | None:
-    """Charge now; if Stripe is unreachable the payment stays pending and reconcile finishes it."""
+def collect(payment_id: int) -> Payment | None:
+    """Charge a committed pending payment now; if Stripe is unreachable it stays pending and
+    reconcile finishes it. Returns None in that case."""
     try:
-        return collection.charge_invoice(invoice_id)
+        return collection.drive(payment_id, fresh=True)
     except GatewayUnavailable:
         db.session.rollback()
-        log.warning("charge of invoice %s deferred: Stripe unavailable", invoice_id)
+        log.warning("charge of payment %s deferred: Stripe unavailable", payment_id)
         return None
 
 
-def renew(subscription_id: int) -> Invoice | None:
-    """Start the next period of a due subscription: new invoice, finalized and charged.
+@dataclass(frozen=True)
+class Renewal:
+    """What :func:`renew` did: ``renewed`` (with the payment to charge, if anything is due),
+    ``ended`` (it was cancelled at period end) or ``skipped`` (not due, or another worker has it)."""
 
-    Safe to call from several workers at once: the row is locked (PostgreSQL) and an invoice is
-    unique per subscription, period and reason, so only one renewal per period ever exists.
+    outcome: str
+    invoice_id: int | None = None
+    payment_id: int | None = None
+
+
+def renew(subscription_id: int) -> Renewal:
+    """Start the next period of a due subscription; charging is the caller's next step.
+
+    The new period, its invoice and the invoice's first payment attempt are committed together,
+    so a crash leaves either nothing or a pending payment that reconcile finishes. Safe on several
+    workers at once: the row is locked (SKIP LOCKED on PostgreSQL) and the period is claimed with
+    an optimistic version check first (SQLite), so a loser skips without error.
     """
     now = clock.now()
     subscription = db.session.scalar(
-        select(Subscription).where(Subscription.id == subscription_id).with_for_update(skip_locked=True)
+        select(Subscription)
+        .where(Subscription.id == subscription_id)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
     )
-    if subscription is None or subscription.status != SubscriptionStatus.ACTIVE:
-        return None
-    if subscription.current_period_end > now:
-        return None
-    if subscription.cancel_at_period_end:
-        end(subscription, "canceled")
-        db.session.commit()
-        return None
-    invoice = _next_period_invoice(subscription)
+    if subscription is None or not subscription.is_due_for_renewal(now):
+        db.session.rollback()
+        return Renewal("skipped")
     try:
+        if subscription.cancel_at_period_end:
+            end(subscription, "canceled")
+            db.session.commit()
+            return Renewal("ended")
+        invoice = _next_period_invoice(subscription)
+        payment = collection.first_attempt(invoice)
         db.session.commit()
-    except IntegrityError:
+    except (StaleDataError, IntegrityError):
         db.session.rollback()  # another worker renewed this period first
-        return None
-    _collect(invoice.id)
-    return invoice
+        return Renewal("skipped")
+    return Renewal("renewed", invoice.id, payment.id if payment else None)
 
 
 def _next_period_invoice(subscription: Subscription) -> Invoice:
+    """Move to the next period (the first write: it claims the renewal), then bill it."""
     if subscription.scheduled_price_id is not None:
         subscription.price_id = subscription.scheduled_price_id
         subscription.scheduled_price_id = None
-        db.session.flush()
-        db.session.refresh(subscription)
-    price = subscription.price
+    price = db.session.get_one(Price, subscription.price_id)
     start, end_ = next_period(subscription.billing_anchor, price.interval, subscription.current_period_end)
+    subscription.current_period_start, subscription.current_period_end = start, end_
+    db.session.flush()  # UPDATE ... WHERE version = <read>: a concurrent renewal loses here
     invoice = create_invoice(
         subscription.user,
         [plan_line(price, start, end_)],
@@ -181,7 +201,6 @@ def _next_period_invoice(subscription: Subscription) -> Invoice:
         subscription,
         (start, end_),
     )
-    subscription.current_period_start, subscription.current_period_end = start, end_
     audit.record("subscription.renewed", subscription.user_id, subscription, period_end=end_.isoformat())
     return finalize(invoice, current_app.config)
 
@@ -319,9 +338,10 @@ def pay_open_invoices(user_id: int) -> list[Payment]:
     for invoice_id in open_ids:
         collection.cancel_action_required(invoice_id)
         try:
-            payment = _collect(invoice_id)
+            payments.append(collection.charge_invoice(invoice_id))
         except ChargeInProgress:
             continue  # an attempt already under way will settle this invoice
-        if payment is not None:
-            payments.append(payment)
+        except GatewayUnavailable:
+            db.session.rollback()
+            log.warning("pay now: Stripe unavailable, invoice %s stays open", invoice_id)
     return payments

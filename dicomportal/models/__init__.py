@@ -16,7 +16,7 @@ from dicomportal.models.billing import (
     SubscriptionStatus,
 )
 from dicomportal.models.catalog import AddOn, Interval, OverageRate, Plan, Price
-from dicomportal.models.ops import AuditLog, EmailOutbox
+from dicomportal.models.ops import AuditLog, EmailOutbox, JobItemFailure
 from dicomportal.models.user import BillingProfile, Role, User
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "InvoiceLine",
     "InvoiceNumberSeries",
     "InvoiceStatus",
+    "JobItemFailure",
     "LineKind",
     "OverageRate",
     "Payment",

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import (
-    JSON,
     Boolean,
     ForeignKey,
     Index,
@@ -69,10 +67,20 @@ class Subscription(db.Model):  # type: ignore[name-defined,misc]
     scheduled_price_id: Mapped[int | None] = mapped_column(ForeignKey("prices.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    # Optimistic concurrency: every ORM update says "WHERE version = <the one I read>", so two
+    # transactions that both read the row (a renewal on two workers, a webhook racing a page)
+    # cannot both apply their change; the loser gets StaleDataError instead of a double effect.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     user: Mapped[User] = relationship()
     price: Mapped[Price] = relationship(foreign_keys=[price_id])
     scheduled_price: Mapped[Price | None] = relationship(foreign_keys=[scheduled_price_id])
+
+    __mapper_args__ = {"version_id_col": version}
+
+    def is_due_for_renewal(self, at: datetime) -> bool:
+        """Active and its paid period is over at ``at``."""
+        return self.status == SubscriptionStatus.ACTIVE and self.current_period_end <= at
 
 
 class InvoiceStatus(enum.StrEnum):
@@ -245,7 +253,8 @@ class StripeEvent(db.Model):  # type: ignore[name-defined,misc]
     id: Mapped[int] = mapped_column(primary_key=True)
     stripe_event_id: Mapped[str] = mapped_column(String(255), unique=True)
     type: Mapped[str] = mapped_column(String(100), index=True)
-    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The body exactly as Stripe signed it (never re-serialised: Stripe objects carry Decimals).
+    payload: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     error: Mapped[str | None] = mapped_column(Text)

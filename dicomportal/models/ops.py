@@ -43,3 +43,17 @@ class AuditLog(db.Model):  # type: ignore[name-defined,misc]
     object_type: Mapped[str | None] = mapped_column(String(50))
     object_id: Mapped[int | None] = mapped_column(Integer)
     details: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+
+
+class JobItemFailure(db.Model):  # type: ignore[name-defined,misc]
+    """An item a scheduled job failed on unexpectedly: skipped until ``retry_at`` (exponential
+    backoff), so one bad item neither stops the others nor floods the log on every pass."""
+
+    __tablename__ = "job_item_failures"
+
+    job: Mapped[str] = mapped_column(String(64), primary_key=True)
+    item_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    failures: Mapped[int] = mapped_column(Integer, default=1)
+    retry_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    last_error: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

@@ -72,9 +72,10 @@ def travel() -> Response:
         return redirect_after_post(url_for("dev.clock_page"))
     clock.travel_to(clock.now() + step)
     results = jobs.run_once()
+    renewals, retries = results["renew_due_subscriptions"], results["retry_failed_payments"]
     flash(
-        f"It is now {clock.now():%d %b %Y %H:%M} UTC. Renewed {results['renew_due_subscriptions']}, "
-        f"retried {results['retry_failed_payments']} payment(s).",
+        f"It is now {clock.now():%d %b %Y %H:%M} UTC. Renewed {renewals['renewed']}, "
+        f"retried {sum(retries[k] for k in jobs.CHARGE_OUTCOME.values())} payment(s).",
         "success",
     )
     return redirect_after_post(url_for("dev.clock_page"))
