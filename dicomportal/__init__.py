@@ -106,6 +106,12 @@ def register_errorhandlers(app: Flask) -> None:
             429, "Too many attempts", "Too many attempts. Please wait a minute and try again."
         )
 
+    @app.errorhandler(413)
+    def too_large(_e: Exception) -> tuple[str, int]:
+        return render_error(
+            413, "Too large", "That was more than we accept in one request. Nothing was changed."
+        )
+
     @app.errorhandler(CSRFError)
     def csrf_error(_e: Exception) -> tuple[str, int]:
         return render_error(400, "Form expired", "The form expired. Please reload the page and try again.")

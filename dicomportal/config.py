@@ -91,6 +91,9 @@ def load_config(instance_path: Path) -> dict[str, Any]:
         "PAUSE_WEEKS": _int("PAUSE_WEEKS", 12),
         "RESTORE_WINDOW_DAYS": _int("RESTORE_WINDOW_DAYS", 30),
         "PASSWORD_RESET_MAX_AGE": _int("PASSWORD_RESET_MAX_AGE", 3600),
+        # Request bodies: anything bigger is refused with 413 before it is read.
+        "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", 16 * 1024 * 1024),
+        "WEBHOOK_MAX_CONTENT_LENGTH": _int("WEBHOOK_MAX_CONTENT_LENGTH", 1024 * 1024),
         # Security
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
         "RATELIMIT_HEADERS_ENABLED": True,

@@ -91,6 +91,11 @@ def cards_of(user_id: int) -> list[PaymentMethod]:
     return list(db.session.scalars(query))
 
 
+def is_our_customer(customer_id: str) -> bool:
+    """True when one of our users is this Stripe customer."""
+    return db.session.scalar(select(User.id).where(User.stripe_customer_id == customer_id)) is not None
+
+
 def forget_customer(customer_id: str) -> None:
     """Stripe deleted the customer: their cards are gone too (committed by the caller)."""
     user = db.session.scalar(select(User).where(User.stripe_customer_id == customer_id))

@@ -7,6 +7,8 @@ out-of-order events converge on the truth.
 
 from __future__ import annotations
 
+import json
+import logging
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -18,19 +20,54 @@ from dicomportal.billing import cards, clock, collection, gateway
 from dicomportal.extensions import db
 from dicomportal.models import Payment, StripeEvent
 
+log = logging.getLogger(__name__)
 
-def receive(event: dict[str, Any]) -> bool:
-    """Store and process one verified event; False if it was seen before.
+
+class RejectedEvent(ValueError):
+    """Not a verified Stripe event (bad signature, or a signed body that is not an event): 400."""
+
+
+def verified_event(payload: bytes, signature: str | None, secret: str) -> dict[str, Any]:
+    """Check the signature over the raw body, then parse it as plain JSON and check its shape.
+
+    :raises RejectedEvent: the signature does not verify, or the body is not an event object
+        (a JSON array or string, no ``id``/``type``, no ``data.object``).
+    """
+    try:
+        gateway.verify_signature(payload, signature, secret)
+    except ValueError as exc:
+        raise RejectedEvent("invalid signature") from exc
+    try:
+        event = json.loads(payload)
+    except ValueError as exc:  # UnicodeDecodeError is a ValueError too
+        raise RejectedEvent("the body is not JSON") from exc
+    if not (
+        isinstance(event, dict)
+        and isinstance(event.get("id"), str)
+        and event["id"]
+        and isinstance(event.get("type"), str)
+        and isinstance(event.get("data"), dict)
+        and isinstance(event["data"].get("object"), dict)
+    ):
+        raise RejectedEvent("the body is not a Stripe event")
+    return event
+
+
+def receive(payload: bytes, event: dict[str, Any]) -> bool:
+    """Store one verified event as received and process it; False if it was seen before.
+
+    Every type is acknowledged: types without a handler are stored and marked processed.
 
     :raises Exception: a handler failed; the error is stored and the caller answers 500 so Stripe retries.
     """
-    row = StripeEvent(stripe_event_id=str(event["id"]), type=str(event["type"]), payload=event)
+    event_id = str(event["id"])
+    row = StripeEvent(stripe_event_id=event_id, type=str(event["type"])[:100], payload=payload.decode())
     db.session.add(row)
     try:
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        seen = db.session.scalar(select(StripeEvent).where(StripeEvent.stripe_event_id == str(event["id"])))
+        seen = db.session.scalar(select(StripeEvent).where(StripeEvent.stripe_event_id == event_id))
         if seen is None or seen.processed_at is not None:
             return False  # a replay of an event we already processed
         row = seen  # stored before but its processing failed: Stripe's retry runs it again
@@ -45,6 +82,7 @@ def _process(row_id: int, event: dict[str, Any]) -> None:
             handler(event["data"]["object"])
     except Exception:
         db.session.rollback()
+        log.exception("webhook event %s (%s) failed; Stripe will retry it", event["id"], event["type"])
         failed = db.session.get_one(StripeEvent, row_id)
         failed.error = traceback.format_exc()[-4000:]
         db.session.commit()
@@ -56,7 +94,9 @@ def _process(row_id: int, event: dict[str, Any]) -> None:
 
 def payment_intent_changed(obj: dict[str, Any]) -> None:
     """payment_intent.succeeded / payment_failed / requires_action: re-read it and record the truth."""
-    intent_id = str(obj["id"])
+    intent_id = obj.get("id")
+    if not isinstance(intent_id, str):
+        return
     payment = db.session.scalar(select(Payment).where(Payment.stripe_payment_intent_id == intent_id))
     if payment is None:
         payment_id = str((obj.get("metadata") or {}).get("payment_id") or "")
@@ -71,7 +111,15 @@ def payment_intent_changed(obj: dict[str, Any]) -> None:
 
 
 def customer_deleted(obj: dict[str, Any]) -> None:
-    cards.forget_customer(str(obj["id"]))
+    """customer.deleted: forget the customer's cards, but only once Stripe confirms it is gone
+    (an event is a hint; a forged or stale one must not make us forget a working card)."""
+    customer_id = obj.get("id")
+    if not isinstance(customer_id, str) or not cards.is_our_customer(customer_id):
+        return
+    if not gateway.customer_is_deleted(customer_id):
+        log.warning("customer.deleted for %s, but Stripe still has the customer: ignored", customer_id)
+        return
+    cards.forget_customer(customer_id)
     db.session.commit()
 
 
