@@ -31,14 +31,18 @@ def now() -> datetime:
 
 
 def travel_to(moment: datetime) -> None:
-    """Make :func:`now` answer ``moment`` from here on (and flow on from it); saved if kept in a file."""
+    """Make :func:`now` answer ``moment`` from here on (and flow on from it).
+
+    When the clock is kept in a file, the move is saved first: if saving fails, time does not move.
+    """
     global _offset
     if moment.tzinfo is None:
         raise ValueError("travel_to needs a timezone-aware datetime")
     with _lock:
-        _offset = moment - datetime.now(UTC)
+        offset = moment - datetime.now(UTC)
         if _state_file is not None:
-            _save(_state_file)
+            _save(_state_file, offset)
+        _offset = offset
 
 
 def reset() -> None:
@@ -66,20 +70,20 @@ def keep_in(path: Path) -> None:
         travel_to(max(datetime.now(UTC) + (demo_now - real_now), demo_now))
     with _lock:
         _state_file = path
-        _save(path)
+        _save(path, _offset)
 
 
 def save() -> None:
     """Record the clock's current moment in its file (no-op unless :func:`keep_in` was called)."""
     with _lock:
         if _state_file is not None:
-            _save(_state_file)
+            _save(_state_file, _offset)
 
 
-def _save(path: Path) -> None:
+def _save(path: Path, offset: timedelta) -> None:
     """Write the demo's time and the real time to ``path`` atomically (temporary file, then rename)."""
     real_now = datetime.now(UTC)
-    state = {"demo_now": (real_now + _offset).isoformat(), "real_now": real_now.isoformat()}
+    state = {"demo_now": (real_now + offset).isoformat(), "real_now": real_now.isoformat()}
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as file:
