@@ -88,6 +88,8 @@ def keep_store_in(app: Any, store: dict[str, Any], path: Path) -> None:
     if saved is not None:
         store.clear()
         store.update(saved)
+    for leftover in path.parent.glob(f".{path.name}.*.tmp"):  # from a save cut short by a crash
+        leftover.unlink(missing_ok=True)
 
     @web.middleware
     async def save_after_writes(request: web.Request, handler: Handler) -> Any:
