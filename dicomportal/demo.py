@@ -3,6 +3,10 @@
 Starts localstripe on loopback, points the app at it with demo settings, migrates and seeds a
 SQLite database, creates a demo customer and a support user, registers the webhook and serves
 the app until Ctrl-C, then stops everything it started.
+
+The data dir keeps everything a restart needs: the database, localstripe's state (the customers,
+cards and payments the database refers to) and the demo clock, so stopping and starting again with
+the same ``--data-dir`` continues where it left off.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from flask import Flask
 from sqlalchemy.engine import make_url
 from werkzeug.serving import make_server
 
+from dicomportal.billing import clock
 from dicomportal.models import Role
 from dicomportal.stripe_server import LocalStripe
 
@@ -27,6 +32,9 @@ DEMO_SECRET_KEY = "sk_test_demo_dicomportal"
 DEMO_PUBLISHABLE_KEY = "pk_test_demo_dicomportal"
 DEMO_WEBHOOK_SECRET = "whsec_demo_dicomportal"
 WILDCARD_HOSTS = {"0.0.0.0", "::", ""}
+# In the data dir, next to the database:
+STRIPE_STATE_FILE = "localstripe.pickle"
+CLOCK_FILE = "demo-clock.json"
 
 Echo = Callable[[str], None]
 
@@ -111,6 +119,24 @@ def build_app(options: DemoOptions, stripe_api_base: str) -> Flask:
     return create_app(instance_path=instance)
 
 
+def data_dir_of(app: Flask) -> Path:
+    """The demo's data dir (``--data-dir`` or the instance folder), created if missing."""
+    path = Path(app.instance_path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def resume_clock(data_dir: Path) -> None:
+    """Continue the demo clock saved in the data dir (if any) and save each move there from now on.
+
+    :raises DemoError: when the saved clock cannot be read.
+    """
+    try:
+        clock.keep_in(data_dir / CLOCK_FILE)
+    except (OSError, ValueError) as exc:
+        raise DemoError(f"Cannot resume the demo clock: {exc}") from exc
+
+
 def prepare_database(app: Flask) -> None:
     """Apply migrations, seed the catalog and make sure the demo logins work (idempotent)."""
     from flask_migrate import upgrade
@@ -169,6 +195,8 @@ def banner(app: Flask, options: DemoOptions, stripe: LocalStripe) -> list[str]:
         "dicomportal demo (TEST MODE: no real card is ever charged)",
         f"  Stripe:    localstripe at {stripe.api_base}",
         f"  Database:  {database}",
+        f"  Data:      {app.instance_path} (kept across restarts; delete it to start over)",
+        f"  Clock:     {clock.now():%d %b %Y %H:%M} UTC (move it at {url}/dev/clock)",
         f"  Outbox:    {url}/dev/outbox (every email the demo sends)",
         "  Log in as:",
         f"    customer  {DEMO_CUSTOMER.email} / {DEMO_CUSTOMER.password}",
@@ -216,8 +244,11 @@ def run_demo(options: DemoOptions, echo: Echo) -> None:
     stop_worker: Callable[[], None] | None = None
     previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        start_stripe(stripe)
         app = build_app(options, stripe.api_base)
+        data_dir = data_dir_of(app)
+        resume_clock(data_dir)
+        stripe.state_file = data_dir / STRIPE_STATE_FILE
+        start_stripe(stripe)
         prepare_database(app)
         stripe.register_webhook(f"{options.base_url}/webhooks/stripe", DEMO_WEBHOOK_SECRET)
         stop_worker = start_background_worker(app)
@@ -228,6 +259,8 @@ def run_demo(options: DemoOptions, echo: Echo) -> None:
         echo("Stopping the demo...")
         if stop_worker is not None:
             stop_worker()
-        stripe.stop()
+        stripe.stop()  # SIGTERM: localstripe saves its state as it exits
         signal.signal(signal.SIGTERM, previous_sigterm)
+        clock.save()  # the last moment, so the next start never goes back before it
+        clock.reset()
     echo("Demo stopped.")

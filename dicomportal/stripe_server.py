@@ -1,34 +1,128 @@
-"""Run localstripe (a real, stateful Stripe API server) on 127.0.0.1, in memory only.
+"""Run localstripe (a real, stateful Stripe API server) on 127.0.0.1, in memory or kept in a file.
 
 The stock ``localstripe`` command binds every interface and pickles its state to a fixed path in
 /tmp after every write, so two instances clobber each other (LOCALSTRIPE.md). This launcher binds
-loopback only and keeps everything in memory. Used by ``dicomportal stripe-server``, the demo and
-the test fixtures.
+loopback only and keeps everything in memory, or, given a state file (the demo's data dir), loads
+the store from it at start and saves it atomically after every write request and at shutdown.
+Used by ``dicomportal stripe-server``, the demo and the test fixtures.
+
+Webhook registrations are not part of the store (localstripe keeps them in a module dict), so they
+are never saved: whoever starts the server registers its webhooks again (the demo does, at every start).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from pathlib import Path
 from types import TracebackType
+from typing import Any
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def serve(host: str = "127.0.0.1", port: int = 8420) -> None:
-    """Serve localstripe in this process until interrupted."""
+class StateFileError(Exception):
+    """The state file exists but cannot be loaded; the message says what to do."""
+
+
+def save_state(store: dict[str, Any], path: Path) -> None:
+    """Pickle ``store`` to ``path`` atomically: a crash at any point leaves the previous file whole.
+
+    The pickle goes to a temporary file in the same folder, is flushed to disk, then renamed over
+    ``path`` (``os.replace`` is atomic on POSIX and Windows). The file is readable by its owner only.
+    """
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            pickle.dump(dict(store), file, protocol=pickle.HIGHEST_PROTOCOL)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def load_state(path: Path) -> dict[str, Any] | None:
+    """The store saved in ``path``, or None when there is no such file.
+
+    :raises StateFileError: when the file is not a store this localstripe can read.
+    """
+    try:
+        with path.open("rb") as file:
+            state = pickle.load(file)
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # unpickling can raise nearly anything on a foreign or damaged file
+        message = f"cannot load localstripe's state from {path} ({exc!r}); delete it to start Stripe afresh"
+        raise StateFileError(message) from exc
+    if not isinstance(state, dict):
+        raise StateFileError(f"{path} does not hold a localstripe store; delete it to start Stripe afresh")
+    return state
+
+
+Handler = Callable[[Any], Awaitable[Any]]
+
+
+def keep_store_in(app: Any, store: dict[str, Any], path: Path) -> None:
+    """Load ``store`` from ``path`` now, then save it after every write request and at shutdown.
+
+    Saving happens before the response is sent, so whatever a client was told is on disk.
+    """
+    from aiohttp import web
+
+    saved = load_state(path)
+    if saved is not None:
+        store.clear()
+        store.update(saved)
+    for leftover in path.parent.glob(f".{path.name}.*.tmp"):  # from a save cut short by a crash
+        leftover.unlink(missing_ok=True)
+
+    @web.middleware
+    async def save_after_writes(request: web.Request, handler: Handler) -> Any:
+        try:
+            return await handler(request)
+        finally:
+            if request.method in WRITE_METHODS:
+                save_state(store, path)
+
+    async def save_at_shutdown(_app: web.Application) -> None:
+        save_state(store, path)
+
+    app.middlewares.append(save_after_writes)
+    app.on_cleanup.append(save_at_shutdown)
+
+
+def serve(host: str = "127.0.0.1", port: int = 8420, state_file: Path | None = None) -> None:
+    """Serve localstripe in this process until interrupted (SIGINT or SIGTERM).
+
+    In memory only, unless ``state_file`` is given: then the store is loaded from it if it exists
+    and saved to it after every write (see :func:`keep_store_in`).
+
+    :raises StateFileError: when ``state_file`` exists but cannot be loaded.
+    """
     import logging
 
     from aiohttp import web
     from localstripe import resources, server
 
-    resources.Store.dump_to_disk = lambda self: None  # type: ignore[method-assign]
+    # localstripe pickles its whole store to /tmp/localstripe.pickle on every change: never do that.
+    resources.Store.dump_to_disk = lambda self: None
+    if state_file is not None:
+        keep_store_in(server.app, resources.store, state_file)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     web.run_app(server.app, host=host, port=port, print=None, access_log=None)
 
@@ -52,11 +146,17 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class LocalStripe:
-    """A localstripe child process: ``with LocalStripe() as ls: ls.api_base``."""
+    """A localstripe child process: ``with LocalStripe() as ls: ls.api_base``.
 
-    def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
+    In memory, unless ``state_file`` is given: then Stripe's state is loaded from and saved to it.
+    """
+
+    def __init__(
+        self, port: int | None = None, host: str = "127.0.0.1", state_file: Path | None = None
+    ) -> None:
         self.host = host
         self.port = port or free_port(host)
+        self.state_file = state_file
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -65,18 +165,20 @@ class LocalStripe:
 
     def start(self, timeout: float = 20.0) -> LocalStripe:
         """Start the server and wait until it answers HTTP."""
+        command = [
+            sys.executable,
+            "-m",
+            "dicomportal.stripe_server",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+        ]
+        command += ["--parent-pid", str(os.getpid())]
+        if self.state_file is not None:
+            command += ["--state-file", str(self.state_file)]
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "dicomportal.stripe_server",
-                "--host",
-                self.host,
-                "--port",
-                str(self.port),
-                "--parent-pid",
-                str(os.getpid()),
-            ],
+            command,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env={**os.environ, "PYTHONWARNINGS": "ignore"},
@@ -110,6 +212,7 @@ class LocalStripe:
         urllib.request.urlopen(request, timeout=5).close()
 
     def stop(self) -> None:
+        """Stop the server (SIGTERM, so a kept store is saved), killing it if it hangs."""
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -128,14 +231,21 @@ class LocalStripe:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="localstripe on loopback, in memory")
+    """``python -m dicomportal.stripe_server [--host H] [--port P] [--state-file F] [--parent-pid N]``."""
+    parser = argparse.ArgumentParser(description="localstripe on loopback, in memory or kept in a file")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8420)
+    parser.add_argument(
+        "--state-file", type=Path, help="load Stripe's state from this file and save it there"
+    )
     parser.add_argument("--parent-pid", type=int, help="exit when this process ends")
     args = parser.parse_args(argv)
     if args.parent_pid:
         exit_with_parent(args.parent_pid)
-    serve(args.host, args.port)
+    try:
+        serve(args.host, args.port, args.state_file)
+    except StateFileError as exc:
+        sys.exit(f"localstripe: {exc}")
 
 
 if __name__ == "__main__":

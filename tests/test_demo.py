@@ -2,7 +2,8 @@
 
 Runs the real command in a child process from a directory outside the source tree, talks to it
 over HTTP like a browser would (cookies, the CSRF token from the login form) and checks that
-Ctrl-C leaves no process behind.
+Ctrl-C leaves no process behind, and that a restart with the same data dir continues where the
+demo left off: the same Stripe customers and cards, the same demo clock.
 """
 
 from __future__ import annotations
@@ -19,14 +20,17 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+import stripe
+from dateutil.relativedelta import relativedelta
 
-from dicomportal.demo import DEMO_CUSTOMER
+from dicomportal.demo import DEMO_CUSTOMER, DEMO_SECRET_KEY
 from dicomportal.stripe_server import free_port
 
 START_TIMEOUT = 90.0
@@ -44,6 +48,13 @@ class DemoProcess:
     @property
     def output(self) -> str:
         return "\n".join(self.lines)
+
+    @property
+    def stripe_api_base(self) -> str:
+        """Where the demo's localstripe listens (from the banner)."""
+        found = re.search(r"Stripe:\s+localstripe at (http://\S+)", self.output)
+        assert found, self.output
+        return found.group(1)
 
     def wait_for_output(self, text: str, timeout: float = STOP_TIMEOUT) -> bool:
         """True once ``text`` was printed (output arrives through a reader thread)."""
@@ -100,28 +111,41 @@ def is_running(pid: int) -> bool:
 
 
 @pytest.fixture
-def demo(tmp_path: Path) -> Iterator[DemoProcess]:
-    """``dicomportal demo`` on a free port with its data in a temporary folder, run from that folder."""
-    port = free_port()
-    command = [sys.executable, "-m", "dicomportal.cli", "demo", "--port", str(port)]
-    command += ["--data-dir", str(tmp_path / "data")]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    for name in ("DATABASE_URL", "STRIPE_API_BASE", "BASE_URL"):
-        env.pop(name, None)
-    proc = subprocess.Popen(
-        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    lines: list[str] = []
-    seen: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=_pump, args=(proc.stdout, lines, seen), daemon=True).start()
+def launch(tmp_path: Path) -> Iterator[Callable[[], DemoProcess]]:
+    """Start ``dicomportal demo`` on a free port with its data in a temporary folder, run from that
+    folder; every start uses the same data dir. Whatever is still running at the end is killed."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start() -> DemoProcess:
+        command = [sys.executable, "-m", "dicomportal.cli", "demo", "--port", str(free_port())]
+        command += ["--data-dir", str(tmp_path / "data")]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        for name in ("DATABASE_URL", "STRIPE_API_BASE", "BASE_URL"):
+            env.pop(name, None)
+        proc = subprocess.Popen(
+            command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        started.append(proc)
+        lines: list[str] = []
+        seen: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=_pump, args=(proc.stdout, lines, seen), daemon=True).start()
+        return DemoProcess(proc, _wait_for_url(proc, seen, lines), lines)
+
     try:
-        yield DemoProcess(proc, _wait_for_url(proc, seen, lines), lines)
+        yield start
     finally:
-        for pid in children_of(proc.pid):
-            os.kill(pid, signal.SIGKILL)
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=STOP_TIMEOUT)
+        for proc in started:
+            for pid in children_of(proc.pid):
+                os.kill(pid, signal.SIGKILL)
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=STOP_TIMEOUT)
+
+
+@pytest.fixture
+def demo(launch: Callable[[], DemoProcess]) -> DemoProcess:
+    """``dicomportal demo`` running with a fresh data dir."""
+    return launch()
 
 
 class _CsrfFinder(HTMLParser):
@@ -140,6 +164,27 @@ def csrf_token(html: str) -> str:
     finder.feed(html)
     assert finder.token, "the login form has no csrf_token field"
     return finder.token
+
+
+class _AttributeFinder(HTMLParser):
+    """The attributes of every element with an id, and the classes used on the page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_id: dict[str, dict[str, str | None]] = {}
+        self.by_tag: dict[str, list[dict[str, str | None]]] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if values.get("id"):
+            self.by_id[str(values["id"])] = values
+        self.by_tag.setdefault(tag, []).append(values)
+
+
+def parse(html: str) -> _AttributeFinder:
+    finder = _AttributeFinder()
+    finder.feed(html)
+    return finder
 
 
 class Browser:
@@ -206,3 +251,110 @@ def test_ctrl_c_stops_the_demo_and_its_localstripe(demo: DemoProcess) -> None:
         time.sleep(0.1)
     assert not [pid for pid in children if is_running(pid)], "localstripe outlived the demo"
     assert demo.wait_for_output("Demo stopped."), demo.output
+
+
+# --- a restart with the same data dir --------------------------------------------------------------
+
+
+def log_in(browser: Browser) -> None:
+    _, _, form = browser.get("/auth/login")
+    status, url, _ = browser.post(
+        "/auth/login",
+        {"email": DEMO_CUSTOMER.email, "password": DEMO_CUSTOMER.password, "csrf_token": csrf_token(form)},
+    )
+    assert status == 200 and "/auth/login" not in url, f"not logged in: ended at {url}"
+
+
+def subscribe_with_card(browser: Browser, stripe_api_base: str, plan_code: str, card_number: str) -> None:
+    """The subscribe flow as the browser runs it; the SDK plays Stripe.js confirming the SetupIntent."""
+    _, _, form = browser.get(f"/subscribe/{plan_code}")
+    details = {"name": "Demo Customer", "country": "US", "address_line1": "1 Main St", "city": "Springfield"}
+    status, url, card_page = browser.post(
+        f"/subscribe/{plan_code}", details | {"postal_code": "12345", "csrf_token": csrf_token(form)}
+    )
+    assert status == 200 and urllib.parse.urlparse(url).path == f"/subscribe/{plan_code}/card", url
+    card_form = parse(card_page).by_id["card-form"]
+    setup_intent_id = str(card_form["data-client-secret"]).split("_secret_")[0]
+    card = {"number": card_number, "exp_month": 12, "exp_year": 2035, "cvc": "123"}
+    setup = stripe_client(stripe_api_base).v1.setup_intents.confirm(
+        setup_intent_id, params={"payment_method_data": {"type": "card", "card": card}}
+    )
+    assert setup.status == "succeeded", setup.status
+
+    status, url, _ = browser.post(
+        str(card_form["action"]), {"setup_intent_id": setup_intent_id, "csrf_token": csrf_token(card_page)}
+    )
+
+    assert status == 200 and urllib.parse.urlparse(url).path == "/subscribe/done", url
+
+
+def demo_time(page: str) -> datetime:
+    """The time the demo clock page shows (its ``<time datetime=...>``)."""
+    times = parse(page).by_tag.get("time", [])
+    assert times, "the clock page shows no <time>"
+    return datetime.fromisoformat(str(times[0]["datetime"]))
+
+
+def move_clock(browser: Browser, step: str) -> datetime:
+    """Press "+1 <step>" on the demo clock page; the demo's time afterwards."""
+    _, _, page = browser.get("/dev/clock")
+    status, _, page = browser.post("/dev/clock", {"step": step, "csrf_token": csrf_token(page)})
+    assert status == 200, page
+    return demo_time(page)
+
+
+def paid_invoices(browser: Browser, expected: int, timeout: float = 30.0) -> int:
+    """How many invoices the account page shows as paid, waiting up to ``timeout`` for ``expected``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        _, _, page = browser.get("/account/")
+        paid = page.count("invoice-paid")
+        if paid >= expected or time.monotonic() > deadline:
+            return paid
+        time.sleep(0.5)
+
+
+def stripe_client(api_base: str) -> stripe.StripeClient:
+    return stripe.StripeClient(DEMO_SECRET_KEY, base_addresses={"api": api_base}, max_network_retries=0)
+
+
+def payment_intents_of(api_base: str, email: str) -> list[str]:
+    """The statuses of the PaymentIntents localstripe holds for the customer with ``email``, oldest first."""
+    api = stripe_client(api_base)
+    customers = [
+        c.id for c in api.v1.customers.list(params={"limit": 100}).auto_paging_iter() if c.email == email
+    ]
+    assert len(customers) == 1, customers
+    intents = api.v1.payment_intents.list(params={"limit": 100}).auto_paging_iter()
+    return [
+        i.status for i in sorted((i for i in intents if i.customer == customers[0]), key=lambda i: i.created)
+    ]
+
+
+def stop(demo: DemoProcess) -> None:
+    demo.process.send_signal(signal.SIGINT)
+    assert demo.process.wait(timeout=STOP_TIMEOUT + 15) == 0, demo.output
+
+
+def test_a_restart_with_the_same_data_dir_keeps_stripe_and_the_demo_clock(
+    launch: Callable[[], DemoProcess],
+) -> None:
+    first = launch()
+    browser = Browser(first.url)
+    log_in(browser)
+    subscribe_with_card(browser, first.stripe_api_base, "professional", "4242424242424242")
+    a_week_ahead = move_clock(browser, "week")  # so the demo's time differs from the real time
+    stop(first)
+
+    second = launch()
+    browser = Browser(second.url)
+    log_in(browser)
+    _, _, page = browser.get("/dev/clock")
+    resumed = demo_time(page)
+    a_month_later = move_clock(browser, "month")
+
+    assert resumed >= a_week_ahead, "the clock went back at the restart"
+    assert resumed - datetime.now(UTC) > timedelta(days=6), "the restart lost the week the clock was ahead"
+    assert abs(a_month_later - (resumed + relativedelta(months=1))) < timedelta(minutes=1)
+    assert paid_invoices(browser, expected=2) == 2, "the renewal after the restart was not paid"
+    assert payment_intents_of(second.stripe_api_base, DEMO_CUSTOMER.email) == ["succeeded", "succeeded"]
