@@ -34,7 +34,9 @@ def build_xml(doc: Document) -> bytes:
 
     :raises Exception: ``factur-x``'s own error when the XML does not match the XSD.
     """
-    generated = facturx.generate_cii_xml(_business_terms(doc), level=LEVEL, check_xsd=False, check_schematron=False)
+    generated = facturx.generate_cii_xml(
+        _business_terms(doc), level=LEVEL, check_xsd=False, check_schematron=False
+    )
     root = etree.fromstring(generated)
     # factur-x 7.8 writes the mandatory ApplicableHeaderTradeDelivery as xsi:nil when there is no
     # delivery data (a subscription has none): the XSD wants it present and empty instead.

@@ -16,7 +16,7 @@ from typing import Any
 import facturx
 from lxml import etree
 from pypdf import PdfWriter
-from pypdf.generic import NameObject, TextStringObject
+from pypdf.generic import NameObject, StreamObject, TextStringObject
 
 from dicomportal.documents.model import Document
 
@@ -53,12 +53,14 @@ def _restamp(pdf: bytes, moment: datetime) -> bytes:
     writer = PdfWriter(clone_from=BytesIO(pdf))
     writer.pdf_header = pdf[: pdf.index(b"\n")].decode("ascii")  # keep factur-x's version (%PDF-1.6)
     pdf_date = moment.strftime("D:%Y%m%d%H%M%S+00'00'")
-    info = writer.metadata or {}
-    producer = str(info.get("/Producer", "WeasyPrint"))
+    producer = str(writer.metadata.get("/Producer", "WeasyPrint")) if writer.metadata else "WeasyPrint"
     writer.add_metadata({"/CreationDate": pdf_date, "/ModDate": pdf_date, "/Producer": producer})
     for spec in _embedded_files(writer):
-        spec["/EF"].get_object()["/F"].get_object()["/Params"][NameObject("/ModDate")] = TextStringObject(pdf_date)
+        spec["/EF"].get_object()["/F"].get_object()["/Params"][NameObject("/ModDate")] = TextStringObject(
+            pdf_date
+        )
     metadata = writer._root_object["/Metadata"].get_object()
+    assert isinstance(metadata, StreamObject)  # factur-x has just written it
     metadata.set_data(_restamped_xmp(metadata.get_data(), moment, producer))
     out = BytesIO()
     writer.write(out)
@@ -66,8 +68,9 @@ def _restamp(pdf: bytes, moment: datetime) -> bytes:
 
 
 def _embedded_files(writer: PdfWriter) -> list[Any]:
-    names = writer._root_object["/Names"].get_object()["/EmbeddedFiles"].get_object()["/Names"]
-    return [names[i + 1].get_object() for i in range(0, len(names), 2)]
+    names: Any = writer._root_object["/Names"].get_object()
+    pairs = names["/EmbeddedFiles"].get_object()["/Names"]  # [name, file spec, name, file spec...]
+    return [pairs[i + 1].get_object() for i in range(0, len(pairs), 2)]
 
 
 def _restamped_xmp(packet: bytes, moment: datetime, producer: str) -> bytes:
@@ -80,4 +83,5 @@ def _restamped_xmp(packet: bytes, moment: datetime, producer: str) -> bytes:
             element.text = stamp
     for element in root.iterfind(".//pdf:Producer", XMP):
         element.text = producer
-    return packet[:start] + etree.tostring(root, encoding="utf-8") + packet[end:]
+    restamped: bytes = etree.tostring(root, encoding="utf-8")
+    return packet[:start] + restamped + packet[end:]

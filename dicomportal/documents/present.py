@@ -54,7 +54,7 @@ STATUS_LABELS = {
 @dataclass(frozen=True)
 class LineView:
     description: str
-    detail: str  # kind and period: "Subscription · Mar 1 – 31, 2026"
+    detail: str  # kind and period: "Subscription · Mar 1 - 31, 2026"
     quantity: str
     unit_price: str
     vat_rate: str
@@ -197,7 +197,9 @@ def _status_label(doc: Document) -> str:
 
 
 def _payment_sentence(doc: Document, fmt: _Formatter) -> str | None:
-    method = f" {'to' if doc.is_credit_note else 'with'} {card(doc.payment_method)}" if doc.payment_method else ""
+    method = (
+        f" {'to' if doc.is_credit_note else 'with'} {card(doc.payment_method)}" if doc.payment_method else ""
+    )
     when = f" on {fmt.date(doc.paid_date)}" if doc.paid_date else ""
     if doc.is_credit_note:
         if doc.status is PaymentStatus.REFUNDED:
@@ -209,9 +211,10 @@ def _payment_sentence(doc: Document, fmt: _Formatter) -> str | None:
         return f"Payment due{due}.{card_note}"
     if doc.status is PaymentStatus.VOID:
         return "This invoice was voided: nothing is due."
+    see = "see the credit notes that reference this invoice."
     refunded = {
-        PaymentStatus.PARTIALLY_REFUNDED: " Partly refunded: see the credit notes that reference this invoice.",
-        PaymentStatus.REFUNDED: " Refunded in full: see the credit notes that reference this invoice.",
+        PaymentStatus.PARTIALLY_REFUNDED: f" Partly refunded: {see}",
+        PaymentStatus.REFUNDED: f" Refunded in full: {see}",
     }.get(doc.status, "")
     return f"Paid{when}{method}.{refunded}"
 

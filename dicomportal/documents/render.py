@@ -39,7 +39,7 @@ class HtmlRenderer(Protocol):
     def __call__(self, template_name: str, context: Mapping[str, Any], /) -> str: ...
 
 
-class ResourceRefused(FatalURLFetchingError):
+class ResourceRefused(FatalURLFetchingError):  # type: ignore[misc]
     """A template or image asked for a resource that is not one of ours; nothing was fetched."""
 
 
@@ -69,7 +69,9 @@ def render_pdf(document: Document, render: HtmlRenderer, *, factur_x: bool = Tru
     :raises ResourceRefused: the HTML referenced a URL outside our own assets.
     """
     fetcher = OwnAssetsFetcher()
-    html = weasyprint.HTML(string=render_html(document, render), base_url=ASSETS.as_uri() + "/", url_fetcher=fetcher)
+    html = weasyprint.HTML(
+        string=render_html(document, render), base_url=ASSETS.as_uri() + "/", url_fetcher=fetcher
+    )
     identifier = hashlib.sha256(f"{document.kind.value}:{document.number}".encode()).hexdigest()[:32]
     pdf: bytes = html.write_pdf(pdf_variant="pdf/a-3b", pdf_identifier=identifier.encode("ascii"))
     if not factur_x:

@@ -55,11 +55,17 @@ def business_rule_errors(root: etree._Element, tmp_path: Path) -> list[str]:
     _, stylesheet = _schematron()
     report = etree.fromstring(stylesheet.transform_to_string(source_file=str(source)).encode())
     failed = report.xpath("//svrl:failed-assert | //svrl:successful-report", namespaces=SVRL)
-    return [" ".join(f.xpath("string(svrl:text)", namespaces=SVRL).split()) for f in failed if f.get("flag") != "warning"]
+    return [
+        " ".join(f.xpath("string(svrl:text)", namespaces=SVRL).split())
+        for f in failed
+        if f.get("flag") != "warning"
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(samples.all_samples()))
-def test_every_sample_passes_xsd_and_en16931_business_rules(name: str, render: HtmlRenderer, tmp_path: Path) -> None:
+def test_every_sample_passes_xsd_and_en16931_business_rules(
+    name: str, render: HtmlRenderer, tmp_path: Path
+) -> None:
     root = embedded_xml(samples.all_samples()[name], render)
 
     assert business_rule_errors(root, tmp_path) == []
@@ -71,9 +77,17 @@ def test_standard_rated_invoice_is_category_s_at_19_percent(render: HtmlRenderer
     assert value(root, "//rsm:ExchangedDocument/ram:TypeCode") == "380"
     assert value(root, "//rsm:ExchangedDocument/ram:ID") == "DP-2026-000042"
     assert value(root, "//ram:ApplicableHeaderTradeSettlement/ram:ApplicableTradeTax/ram:CategoryCode") == "S"
-    assert value(root, "//ram:ApplicableHeaderTradeSettlement/ram:ApplicableTradeTax/ram:RateApplicablePercent") == "19.00"
-    assert value(root, "//ram:ApplicableHeaderTradeSettlement/ram:ApplicableTradeTax/ram:CalculatedAmount") == "22.61"
-    assert value(root, "//ram:SpecifiedTradeSettlementHeaderMonetarySummation/ram:GrandTotalAmount") == "141.61"
+    assert (
+        value(root, "//ram:ApplicableHeaderTradeSettlement/ram:ApplicableTradeTax/ram:RateApplicablePercent")
+        == "19.00"
+    )
+    assert (
+        value(root, "//ram:ApplicableHeaderTradeSettlement/ram:ApplicableTradeTax/ram:CalculatedAmount")
+        == "22.61"
+    )
+    assert (
+        value(root, "//ram:SpecifiedTradeSettlementHeaderMonetarySummation/ram:GrandTotalAmount") == "141.61"
+    )
     assert value(root, "//ram:SpecifiedTradeSettlementHeaderMonetarySummation/ram:DuePayableAmount") == "0.00"
     assert value(root, "//ram:SellerTradeParty/ram:SpecifiedTaxRegistration/ram:ID") == "DE136695976"
     assert value(root, "//ram:BuyerTradeParty/ram:SpecifiedTaxRegistration/ram:ID") == "DE811907980"
@@ -105,7 +119,9 @@ def test_export_outside_the_eu_is_category_o_without_vat_identifiers(render: Htm
     assert value(root, f"{tax}/ram:ExemptionReason") == OUTSIDE_SCOPE_MENTION
     assert value(root, f"{tax}/ram:ExemptionReasonCode") == "VATEX-EU-O"
     assert not root.xpath("//ram:SpecifiedTaxRegistration", namespaces=NS)  # BR-O-02
-    assert value(root, "//ram:SellerTradeParty/ram:SpecifiedLegalOrganization/ram:ID") == "HRB 234567 B"  # BR-CO-26
+    assert (
+        value(root, "//ram:SellerTradeParty/ram:SpecifiedLegalOrganization/ram:ID") == "HRB 234567 B"
+    )  # BR-CO-26
 
 
 def test_credit_note_is_type_381_and_references_the_invoice(render: HtmlRenderer) -> None:
@@ -114,7 +130,9 @@ def test_credit_note_is_type_381_and_references_the_invoice(render: HtmlRenderer
     assert value(root, "//rsm:ExchangedDocument/ram:TypeCode") == "381"
     assert value(root, "//ram:InvoiceReferencedDocument/ram:IssuerAssignedID") == "DP-2026-000042"
     assert value(root, "//ram:InvoiceReferencedDocument//*[local-name()='DateTimeString']") == "20260301"
-    assert value(root, "//ram:SpecifiedTradeSettlementHeaderMonetarySummation/ram:GrandTotalAmount") == "35.70"
+    assert (
+        value(root, "//ram:SpecifiedTradeSettlementHeaderMonetarySummation/ram:GrandTotalAmount") == "35.70"
+    )
     assert "Overage charged in error" in value(root, "//rsm:ExchangedDocument/ram:IncludedNote/ram:Content")
 
 
@@ -125,14 +143,19 @@ def test_pdf_declares_pdfa3_and_the_factur_x_attachment(render: HtmlRenderer) ->
     spec = catalog["/AF"][0].get_object()
 
     assert xmp.findtext(".//{http://www.aiim.org/pdfa/ns/id/}part") == "3"
-    assert xmp.findtext(".//{urn:factur-x:pdfa:CrossIndustryDocument:invoice:1p0#}ConformanceLevel") == "EN 16931"
+    assert (
+        xmp.findtext(".//{urn:factur-x:pdfa:CrossIndustryDocument:invoice:1p0#}ConformanceLevel")
+        == "EN 16931"
+    )
     assert spec["/F"] == "factur-x.xml" and spec["/AFRelationship"] == "/Data"
     assert catalog["/OutputIntents"]  # PDF/A needs the colour space declared (WeasyPrint's sRGB)
 
 
 def test_xml_with_a_broken_total_fails_the_xsd_check() -> None:
     """The check above can fail: a total that is not a decimal amount is refused."""
-    broken = build_xml(samples.renewal_invoice()).replace(b">141.61</ram:GrandTotalAmount>", b">a lot</ram:GrandTotalAmount>")
+    broken = build_xml(samples.renewal_invoice()).replace(
+        b">141.61</ram:GrandTotalAmount>", b">a lot</ram:GrandTotalAmount>"
+    )
 
     with pytest.raises(Exception, match="not valid"):
         facturx.xml_check_xsd(broken, flavor="factur-x", level="en16931")

@@ -26,30 +26,44 @@ from dicomportal.documents import (
     TaxCategory,
     TaxLine,
     render_pdf,
+    samples,
 )
-from dicomportal.documents import samples
 from tests.documents.conftest import pdf_text
+
+DASH = "\N{EN DASH}"  # Babel writes date ranges with an en dash
 
 
 def test_renewal_invoice_shows_every_field_an_accountant_needs(render: HtmlRenderer) -> None:
     text = pdf_text(render_pdf(samples.renewal_invoice(), render))
 
     # Seller identity, from settings: name, address, country, VAT number, register entry.
-    for seller_field in ("DICOM Portal GmbH", "Friedrichstraße 123", "10117 Berlin", "Germany", "VAT DE136695976"):
+    for seller_field in (
+        "DICOM Portal GmbH",
+        "Friedrichstraße 123",
+        "10117 Berlin",
+        "Germany",
+        "VAT DE136695976",
+    ):
         assert seller_field in text
     assert "HRB 234567 B" in text
     # Buyer as finalized: company, contact name, address, tax ID.
-    for buyer_field in ("Radiologie am See", "Dr. Anna Weber", "Seestraße 5", "80802 München", "VAT DE811907980"):
+    for buyer_field in (
+        "Radiologie am See",
+        "Dr. Anna Weber",
+        "Seestraße 5",
+        "80802 München",
+        "VAT DE811907980",
+    ):
         assert buyer_field in text
     # Number and dates: issue, service period, due, paid.
     assert "INVOICE" in text and "DP-2026-000042" in text
     assert "Issue date Mar 1, 2026" in text
-    assert "Service period Mar 1 – 31, 2026" in text
+    assert f"Service period Mar 1 {DASH} 31, 2026" in text
     assert "Due date Mar 1, 2026" in text and "Paid on Mar 1, 2026" in text
     # One line per charge with quantity, unit price, rate and amount.
-    assert "Professional plan, monthly Subscription · Mar 1 – 31, 2026 1 $79.00 19% $79.00" in text
-    assert "Extra storage, 100 GB Add-on · Mar 1 – 31, 2026 1 $10.00 19% $10.00" in text
-    assert "Viewer credits beyond the allowance Usage · Feb 1 – 28, 2026 120 $0.25 19% $30.00" in text
+    assert f"Professional plan, monthly Subscription · Mar 1 {DASH} 31, 2026 1 $79.00 19% $79.00" in text
+    assert f"Extra storage, 100 GB Add-on · Mar 1 {DASH} 31, 2026 1 $10.00 19% $10.00" in text
+    assert f"Viewer credits beyond the allowance Usage · Feb 1 {DASH} 28, 2026 120 $0.25 19% $30.00" in text
     # Tax per rate, totals, payment status and method.
     assert "VAT 19% $119.00 $22.61" in text
     assert "Subtotal (excl. VAT) $119.00" in text and "Total $141.61" in text
@@ -61,8 +75,10 @@ def test_renewal_invoice_shows_every_field_an_accountant_needs(render: HtmlRende
 def test_proration_invoice_lists_the_credit_and_the_charge_under_reverse_charge(render: HtmlRenderer) -> None:
     text = pdf_text(render_pdf(samples.proration_invoice(), render))
 
-    assert "Unused time on Clinic plan Plan change · Mar 15 – 31, 2026 1 -$21.03 0% -$21.03" in text
-    assert "Remaining time on Professional plan Plan change · Mar 15 – 31, 2026 1 $43.33 0% $43.33" in text
+    assert f"Unused time on Clinic plan Plan change · Mar 15 {DASH} 31, 2026 1 -$21.03 0% -$21.03" in text
+    assert (
+        f"Remaining time on Professional plan Plan change · Mar 15 {DASH} 31, 2026 1 $43.33 0% $43.33" in text
+    )
     assert "Clinique du Parc SAS" in text and "VAT FR40303265045" in text and "France" in text
     assert "Reverse charge 0% $22.30 $0.00" in text
     assert "Total $22.30" in text
@@ -77,7 +93,10 @@ def test_credit_note_references_the_invoice_and_the_refund(render: HtmlRenderer)
     assert "Credits invoice DP-2026-000042" in text and "Invoice date Mar 1, 2026" in text
     assert "credits $35.70 against invoice DP-2026-000042 of Mar 1, 2026" in text
     assert "Reason: Overage charged in error" in text
-    assert "Refund: viewer credits beyond the allowance Credit · Feb 1 – 28, 2026 120 $0.25 19% $30.00" in text
+    assert (
+        f"Refund: viewer credits beyond the allowance Credit · Feb 1 {DASH} 28, 2026 120 $0.25 19% $30.00"
+        in text
+    )
     assert "VAT 19% $30.00 $5.70" in text and "Total credited $35.70" in text
     assert "REFUNDED Refunded on Mar 9, 2026 to Visa •••• 4242." in text
     assert "Amount due" not in text
@@ -164,7 +183,11 @@ def test_another_process_renders_the_same_bytes(render: HtmlRenderer) -> None:
     """A fresh interpreter (new hash seed, new font cache, later clock) prints the same file."""
     here = hashlib.sha256(render_pdf(samples.credit_note(), render)).hexdigest()
     there = subprocess.run(
-        [sys.executable, "-c", RENDER_IN_FRESH_PROCESS], capture_output=True, text=True, check=True, timeout=120
+        [sys.executable, "-c", RENDER_IN_FRESH_PROCESS],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     ).stdout
 
     assert there == here
@@ -219,7 +242,8 @@ def _template_with(html: str) -> HtmlRenderer:
     [
         '<img src="http://example.com/logo.png">',
         '<link rel="stylesheet" href="https://example.com/evil.css">',
-        '<style>@font-face { font-family: X; src: url("http://example.com/font.ttf") }</style><p style="font-family: X">x',
+        '<style>@font-face { font-family: X; src: url("http://example.com/font.ttf") }</style>'
+        '<p style="font-family: X">x',
         '<img src="file:///etc/passwd">',
         '<img src="../model.py">',
     ],
@@ -232,7 +256,7 @@ def test_rendering_refuses_any_url_but_our_own_assets(reference: str) -> None:
 def test_a_remote_image_is_never_requested(loopback_server: str) -> None:
     html = f'<html><body><img src="{loopback_server}/logo.png"><img src="http://example.com/x.png"></body></html>'
 
-    with pytest.raises(ResourceRefused, match="127.0.0.1"):
+    with pytest.raises(ResourceRefused, match=r"127\.0\.0\.1"):
         render_pdf(samples.renewal_invoice(), _template_with(html))
 
     assert _CountingHandler.hits == []
