@@ -90,7 +90,7 @@ def test_credit_note_references_the_invoice_and_the_refund(render: HtmlRenderer)
     text = pdf_text(render_pdf(samples.credit_note(), render))
 
     assert "CREDIT NOTE" in text and "CN-2026-000007" in text
-    assert "Credits invoice DP-2026-000042" in text and "Invoice date Mar 1, 2026" in text
+    assert "Original invoice DP-2026-000042" in text and "Invoice date Mar 1, 2026" in text
     assert "credits $35.70 against invoice DP-2026-000042 of Mar 1, 2026" in text
     assert "Reason: Overage charged in error" in text
     assert (
