@@ -31,7 +31,9 @@ def main() -> None:
         for name, sample in IMAGES.items():
             pdf = Path(tmp) / f"{name}.pdf"
             pdf.write_bytes(render_pdf(sample(), render))
-            subprocess.run(["pdftoppm", "-png", "-r", "110", "-singlefile", str(pdf), str(HERE / name)], check=True)
+            subprocess.run(
+                ["pdftoppm", "-png", "-r", "110", "-singlefile", str(pdf), str(HERE / name)], check=True
+            )
             print(HERE / f"{name}.png")
 
 
