@@ -80,12 +80,11 @@ def render_pdf(document: Document, render: HtmlRenderer, *, factur_x: bool = Tru
 
 
 class OwnAssetsFetcher(URLFetcher):  # type: ignore[misc]
-    """WeasyPrint's URL fetcher, limited to ``assets/`` and ``data:`` URLs; remembers what it refused."""
+    """WeasyPrint's URL fetcher, limited to ``assets/`` and ``data:`` URLs."""
 
     def __init__(self, root: Path = ASSETS) -> None:
-        super().__init__(fail_on_errors=True)
+        super().__init__(fail_on_errors=True)  # a refusal stops the rendering, not just a warning
         self.root = root.resolve()
-        self.refused: list[str] = []
 
     def fetch(self, url: str, headers: Mapping[str, str] | None = None) -> URLFetcherResponse:
         """Serve our own asset or a ``data:`` URL; refuse anything else without opening it."""
@@ -97,5 +96,4 @@ class OwnAssetsFetcher(URLFetcher):  # type: ignore[misc]
             if path.is_relative_to(self.root) and path.is_file():
                 media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
                 return URLFetcherResponse(url, path.read_bytes(), {"Content-Type": media_type})
-        self.refused.append(url)
         raise ResourceRefused(f"documents may only use their own assets, not {url}")
