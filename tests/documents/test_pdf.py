@@ -274,3 +274,28 @@ def test_every_sample_renders(render: HtmlRenderer) -> None:
     for name, document in samples.all_samples().items():
         assert isinstance(document, Document)
         assert render_pdf(document, render, factur_x=False).startswith(b"%PDF-"), name
+
+
+def test_a_long_invoice_runs_onto_more_pages_with_headers_and_page_numbers(render: HtmlRenderer) -> None:
+    usage = tuple(
+        Line(f"Study upload #{n}", LineKind.OVERAGE, 1, 100, 100, TaxCategory.STANDARD, 1900)
+        for n in range(1, 61)
+    )
+    long_invoice = dataclasses.replace(
+        samples.renewal_invoice(),
+        lines=usage,
+        tax_lines=(TaxLine.standard(1900, 6000, 1140),),
+        subtotal_cents=6000,
+        tax_cents=1140,
+        total_cents=7140,
+    )
+
+    reader = PdfReader(BytesIO(render_pdf(long_invoice, render)))
+    pages = [" ".join(page.extract_text().split()) for page in reader.pages]
+
+    assert len(pages) >= 2
+    assert all(
+        f"Invoice DP-2026-000042 · Page {n} of {len(pages)}" in text for n, text in enumerate(pages, start=1)
+    )
+    assert all("DESCRIPTION QTY UNIT PRICE VAT AMOUNT" in text for text in pages[:-1])  # header repeats
+    assert "Study upload #60" in " ".join(pages) and "Total $71.40" in pages[-1]
