@@ -40,7 +40,13 @@ with app.app_context():
     seed_catalog()
 client = app.test_client()
 statuses = {url: client.get(url).status_code for url in sys.argv[1:]}
-print(json.dumps({"package": dicomportal.__file__, "statuses": statuses}))
+
+# An invoice PDF through the app's own Jinja environment: document templates, stylesheet, fonts, logo.
+import facturx
+from dicomportal.documents import jinja_renderer, render_pdf, samples
+pdf = render_pdf(samples.renewal_invoice(), jinja_renderer(app.jinja_env))
+invoice = {"header": pdf[:5].decode(), "attachment": facturx.get_xml_from_pdf(pdf)[0]}
+print(json.dumps({"package": dicomportal.__file__, "statuses": statuses, "invoice": invoice}))
 """
 
 
@@ -94,7 +100,7 @@ def fresh_venv_with(wheel: Path, target: Path) -> Path:
     return python
 
 
-def test_wheel_ships_templates_static_migrations_and_help_articles(tmp_path: Path) -> None:
+def test_wheel_ships_templates_static_migrations_help_articles_and_document_assets(tmp_path: Path) -> None:
     python = fresh_venv_with(build_wheel(tmp_path), tmp_path / "venv")
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
@@ -105,6 +111,7 @@ def test_wheel_ships_templates_static_migrations_and_help_articles(tmp_path: Pat
 
     assert Path(result["package"]).is_relative_to(tmp_path / "venv"), result["package"]
     assert result["statuses"] == {url: 200 for url in URLS}
+    assert result["invoice"] == {"header": "%PDF-", "attachment": "factur-x.xml"}
 
 
 def settings_read_by_config() -> set[str]:
