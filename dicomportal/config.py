@@ -67,6 +67,9 @@ def load_config(instance_path: Path) -> dict[str, Any]:
         "STRIPE_WEBHOOK_SECRET": os.environ.get("STRIPE_WEBHOOK_SECRET", "whsec_dicomportal_demo"),
         "STRIPE_API_BASE": stripe_base.rstrip("/"),
         "STRIPE_TIMEOUT": float(os.environ.get("STRIPE_TIMEOUT", "20")),
+        # How many Stripe calls one worker keeps in flight (each payment still in its own
+        # transactions). Stripe allows 100 requests/s in live mode and 25 in test mode.
+        "STRIPE_CONCURRENCY": _int("STRIPE_CONCURRENCY", 16),
         # Mail: "smtp" delivers through MAIL_SERVER; "outbox" only keeps mail in the database
         # (the demo shows it at /dev/outbox).
         "MAIL_BACKEND": os.environ.get("MAIL_BACKEND", "smtp"),

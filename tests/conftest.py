@@ -178,6 +178,7 @@ def app_config(database_url: str, stripe_server: LocalStripe, _smtp_server: Smtp
         "STRIPE_SECRET_KEY": "sk_test_dicomportal",
         "STRIPE_PUBLISHABLE_KEY": "pk_test_dicomportal",
         "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "STRIPE_CONCURRENCY": 4,  # the worker's Stripe pool is on in every test
         "MAIL_BACKEND": "smtp",
         "MAIL_SERVER": _smtp_server.host,
         "MAIL_PORT": _smtp_server.port,

@@ -11,12 +11,14 @@ finishes by re-reading the PaymentIntent: an invoice is never charged twice and 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 from flask import current_app
 from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 
 from dicomportal.billing import clock, gateway
 from dicomportal.billing.errors import ChargeInProgress, PaymentRejected
@@ -29,6 +31,9 @@ from dicomportal.models import (
     Payment,
     PaymentMethod,
     PaymentStatus,
+    Price,
+    Subscription,
+    User,
 )
 
 log = logging.getLogger(__name__)
@@ -66,9 +71,13 @@ def charge_invoice(invoice_id: int) -> Payment:
 
 
 def first_attempt(invoice: Invoice) -> Payment | None:
-    """The first attempt of a just-finalized invoice, or None when nothing is due (a zero total
-    is paid at finalization)."""
-    return open_attempt(invoice) if invoice.status == InvoiceStatus.OPEN else None
+    """The first attempt of an invoice finalized in this transaction, or None when nothing is due
+    (a zero total is paid at finalization). No other attempt can exist yet, so no lookup is made."""
+    if invoice.status != InvoiceStatus.OPEN:
+        return None
+    payment = _new_payment(invoice, attempt=1)
+    db.session.add(payment)
+    return payment
 
 
 def open_attempt(invoice: Invoice) -> Payment:
@@ -79,11 +88,21 @@ def open_attempt(invoice: Invoice) -> Payment:
 
     :raises ChargeInProgress: an attempt on this invoice is already in flight.
     """
-    card = default_card(invoice.user_id)
     attempt = (
         db.session.scalar(select(func.max(Payment.attempt)).where(Payment.invoice_id == invoice.id)) or 0
     ) + 1
-    payment = Payment(
+    payment = _new_payment(invoice, attempt)
+    try:
+        with db.session.begin_nested():
+            db.session.add(payment)
+    except IntegrityError as exc:
+        raise ChargeInProgress("A payment for this invoice is already being processed.") from exc
+    return payment
+
+
+def _new_payment(invoice: Invoice, attempt: int) -> Payment:
+    card = default_card(invoice.user_id)
+    return Payment(
         invoice_id=invoice.id,
         attempt=attempt,
         status=PaymentStatus.PENDING,
@@ -91,12 +110,39 @@ def open_attempt(invoice: Invoice) -> Payment:
         currency=invoice.currency,
         stripe_payment_method_id=card.stripe_payment_method_id if card else None,
     )
-    try:
-        with db.session.begin_nested():
-            db.session.add(payment)
-    except IntegrityError as exc:
-        raise ChargeInProgress("A payment for this invoice is already being processed.") from exc
-    return payment
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """What Stripe needs to hear about a payment, read in one query, so no transaction stays open
+    while Stripe answers (which takes hundreds of milliseconds)."""
+
+    payment_id: int
+    invoice_id: int
+    amount_cents: int
+    currency: str
+    customer: str | None
+    payment_method: str | None
+    intent_id: str | None
+
+    @classmethod
+    def read(cls, payment_id: int) -> _Attempt:
+        row = db.session.execute(
+            select(
+                Payment.id,
+                Payment.invoice_id,
+                Payment.amount_cents,
+                Payment.currency,
+                User.stripe_customer_id,
+                Payment.stripe_payment_method_id,
+                Payment.stripe_payment_intent_id,
+            )
+            .join(Invoice, Invoice.id == Payment.invoice_id)
+            .join(User, User.id == Invoice.user_id)
+            .where(Payment.id == payment_id)
+        ).one()
+        db.session.commit()  # end the read transaction before talking to Stripe
+        return cls(*row)
 
 
 def drive(payment_id: int, fresh: bool = False) -> Payment:
@@ -108,35 +154,39 @@ def drive(payment_id: int, fresh: bool = False) -> Payment:
 
     :raises GatewayUnavailable: Stripe did not answer; the row stays pending.
     """
-    payment = db.session.get_one(Payment, payment_id)
-    customer = payment.invoice.user.stripe_customer_id
-    if payment.stripe_payment_intent_id is None and not (customer and payment.stripe_payment_method_id):
-        return record_outcome(payment.id, PaymentStatus.FAILED, code="no_card", message="No card on file.")
+    attempt = _Attempt.read(payment_id)
+    if attempt.intent_id is None and not (attempt.customer and attempt.payment_method):
+        return record_outcome(payment_id, PaymentStatus.FAILED, code="no_card", message="No card on file.")
     try:
-        intent = _intent_for(payment, customer or "", fresh)
+        intent = _intent_for(attempt, fresh)
         if intent.status == "requires_confirmation":
             intent = _confirm(intent.id)
     except PaymentRejected as exc:
         db.session.rollback()
-        log.warning("payment %s (invoice %s) refused by Stripe: %s", payment_id, payment.invoice_id, exc.code)
+        log.warning("payment %s (invoice %s) refused by Stripe: %s", payment_id, attempt.invoice_id, exc.code)
         return record_outcome(payment_id, PaymentStatus.FAILED, code=exc.code, message=str(exc))
     return record_intent(payment_id, intent)
 
 
-def _intent_for(payment: Payment, customer: str, fresh: bool) -> gateway.IntentInfo:
+def _intent_for(attempt: _Attempt, fresh: bool) -> gateway.IntentInfo:
     """Step 2: the payment's PaymentIntent, created (and its id committed) if it has none."""
-    if payment.stripe_payment_intent_id is not None:
-        return gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
+    if attempt.intent_id is not None:
+        return gateway.retrieve_payment_intent(attempt.intent_id)
     intent = gateway.create_payment_intent(
-        amount=payment.amount_cents,
-        currency=payment.currency,
-        customer=customer,
-        payment_method=payment.stripe_payment_method_id or "",
-        metadata={"invoice_id": str(payment.invoice_id), "payment_id": str(payment.id)},
-        idempotency_key=f"payment-{payment.id}",
+        amount=attempt.amount_cents,
+        currency=attempt.currency,
+        customer=attempt.customer or "",
+        payment_method=attempt.payment_method or "",
+        metadata={"invoice_id": str(attempt.invoice_id), "payment_id": str(attempt.payment_id)},
+        idempotency_key=f"payment-{attempt.payment_id}",
         may_exist=not fresh,
     )
-    payment.stripe_payment_intent_id = intent.id
+    db.session.execute(
+        update(Payment)
+        .where(Payment.id == attempt.payment_id, Payment.stripe_payment_intent_id.is_(None))
+        .values(stripe_payment_intent_id=intent.id, updated_at=clock.now()),
+        execution_options={"synchronize_session": False},
+    )
     db.session.commit()
     return intent
 
@@ -185,15 +235,43 @@ def record_outcome(
     if status == PaymentStatus.REQUIRES_ACTION:
         values["client_secret"] = client_secret
     result = db.session.execute(
-        update(Payment).where(Payment.id == payment_id, Payment.status.in_(allowed)).values(**values)
+        update(Payment).where(Payment.id == payment_id, Payment.status.in_(allowed)).values(**values),
+        execution_options={"synchronize_session": False},
     )
     changed = cast(CursorResult[Any], result).rowcount
-    payment = db.session.get_one(Payment, payment_id)
-    db.session.refresh(payment)
+    payment = _with_invoice_and_subscription(payment_id)
     if changed:
         _after_outcome(payment, amount if amount is not None else payment.amount_cents)
-    db.session.commit()
+    commit_keeping_loaded()
     return payment
+
+
+def commit_keeping_loaded() -> None:
+    """Commit without expiring the session's objects: they hold exactly what was just committed,
+    so callers reading the outcome need not query it again."""
+    session = db.session()
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = True
+
+
+def _with_invoice_and_subscription(payment_id: int) -> Payment:
+    """The payment with everything an outcome touches (invoice, customer, subscription, plan) in
+    one query, fresh from the database."""
+    query = (
+        select(Payment)
+        .where(Payment.id == payment_id)
+        .options(
+            joinedload(Payment.invoice).options(
+                joinedload(Invoice.user),
+                joinedload(Invoice.subscription).joinedload(Subscription.price).joinedload(Price.plan),
+            )
+        )
+        .execution_options(populate_existing=True)
+    )
+    return db.session.scalars(query).one()
 
 
 def _after_outcome(payment: Payment, amount: int) -> None:

@@ -58,3 +58,7 @@ class GatewayMisconfigured(GatewayUnavailable):
 
     Nothing is the customer's fault, so nothing is marked failed; work stays pending.
     """
+
+
+class RateLimited(GatewayUnavailable):
+    """Stripe asked us to slow down (HTTP 429): wait, then try again."""

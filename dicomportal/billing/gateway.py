@@ -20,6 +20,7 @@ from dicomportal.billing.errors import (
     GatewayUnavailable,
     PaymentRejected,
     PaymentSetupFailed,
+    RateLimited,
 )
 
 # How old a webhook's signed timestamp may be (Stripe's own default): older ones are replays.
@@ -84,14 +85,17 @@ def talks_to_localstripe() -> bool:
 def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Run one SDK call and sort its failures (ARCHITECTURE.md section 6).
 
-    Transient (network, timeout, rate limit, Stripe 5xx) -> GatewayUnavailable: try again later.
+    Transient (network, timeout, Stripe 5xx) -> GatewayUnavailable, and a rate limit (429) ->
+    RateLimited, its subclass: try again later.
     Our credentials refused -> GatewayMisconfigured: an operator must act; nothing is failed.
     Permanent (a request Stripe will never accept) -> PaymentRejected with Stripe's code.
     Card errors pass through for the caller, for whom a decline is a result.
     """
     try:
         return fn(*args, **kwargs)
-    except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError) as exc:
+    except stripe.RateLimitError as exc:
+        raise RateLimited("Stripe is rate limiting our requests. Nothing was charged.") from exc
+    except (stripe.APIConnectionError, stripe.APIError) as exc:
         raise GatewayUnavailable(
             f"The payment service is unavailable ({type(exc).__name__}). Nothing was charged."
         ) from exc

@@ -80,10 +80,10 @@ def create_invoice(
     subscription: Subscription | None = None,
     period: tuple[datetime, datetime] | None = None,
 ) -> Invoice:
-    """A draft invoice with ``lines`` (added to the session, flushed, not committed)."""
+    """A draft invoice with ``lines`` (added to the session; written by :func:`finalize`'s flush)."""
     invoice = Invoice(
-        user_id=user.id,
-        subscription_id=subscription.id if subscription else None,
+        user=user,
+        subscription=subscription,
         status=InvoiceStatus.DRAFT,
         billing_reason=reason,
         currency="USD",
@@ -104,7 +104,6 @@ def create_invoice(
             )
         )
     db.session.add(invoice)
-    db.session.flush()
     return invoice
 
 
@@ -116,6 +115,13 @@ def finalize(invoice: Invoice, config: dict[str, Any]) -> Invoice:
     """
     if invoice.status != InvoiceStatus.DRAFT:
         raise ValueError(f"invoice {invoice.id} is already finalized")
+    with db.session.no_autoflush:  # one INSERT of the finished invoice, not an INSERT then an UPDATE
+        _compute_and_number(invoice, config)
+    db.session.flush()
+    return invoice
+
+
+def _compute_and_number(invoice: Invoice, config: dict[str, Any]) -> None:
     user = invoice.user
     profile = user.billing_profile
     tax = tax_for(profile, config)
@@ -131,8 +137,6 @@ def finalize(invoice: Invoice, config: dict[str, Any]) -> Invoice:
     invoice.status = InvoiceStatus.OPEN
     if invoice.total_cents <= 0:
         mark_paid(invoice, 0)
-    db.session.flush()
-    return invoice
 
 
 def _snapshot_billing_details(invoice: Invoice, user: User, profile: BillingProfile | None) -> None:

@@ -10,6 +10,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
 from dicomportal import notify
@@ -165,7 +166,11 @@ def renew(subscription_id: int) -> Renewal:
     subscription = db.session.scalar(
         select(Subscription)
         .where(Subscription.id == subscription_id)
-        .with_for_update(skip_locked=True)
+        .options(
+            joinedload(Subscription.price).joinedload(Price.plan),
+            joinedload(Subscription.user).joinedload(User.billing_profile),
+        )
+        .with_for_update(of=Subscription, skip_locked=True)
         .execution_options(populate_existing=True)
     )
     if subscription is None or not subscription.is_due_for_renewal(now):
@@ -178,21 +183,24 @@ def renew(subscription_id: int) -> Renewal:
             return Renewal("ended")
         invoice = _next_period_invoice(subscription)
         payment = collection.first_attempt(invoice)
+        db.session.flush()
+        renewal = Renewal("renewed", invoice.id, payment.id if payment else None)
         db.session.commit()
     except (StaleDataError, IntegrityError):
         db.session.rollback()  # another worker renewed this period first
         return Renewal("skipped")
-    return Renewal("renewed", invoice.id, payment.id if payment else None)
+    return renewal
 
 
 def _next_period_invoice(subscription: Subscription) -> Invoice:
     """Move to the next period (the first write: it claims the renewal), then bill it."""
     if subscription.scheduled_price_id is not None:
-        subscription.price_id = subscription.scheduled_price_id
+        subscription.price = db.session.get_one(Price, subscription.scheduled_price_id)
         subscription.scheduled_price_id = None
-    price = db.session.get_one(Price, subscription.price_id)
+    price = subscription.price
     start, end_ = next_period(subscription.billing_anchor, price.interval, subscription.current_period_end)
     subscription.current_period_start, subscription.current_period_end = start, end_
+    subscription.renewal_claimed_until = None  # a missed period still due can be claimed again
     db.session.flush()  # UPDATE ... WHERE version = <read>: a concurrent renewal loses here
     invoice = create_invoice(
         subscription.user,

@@ -116,7 +116,11 @@ def awaiting_authentication(subscription_id: int) -> Payment | None:
     query = (
         select(Payment)
         .join(Invoice)
-        .where(Invoice.subscription_id == subscription_id, Payment.status == PaymentStatus.REQUIRES_ACTION)
+        .where(
+            Invoice.subscription_id == subscription_id,
+            Invoice.status == InvoiceStatus.OPEN,
+            Payment.status == PaymentStatus.REQUIRES_ACTION,
+        )
         .order_by(Payment.id.desc())
     )
     return db.session.scalars(query).first()

@@ -46,14 +46,22 @@ class Subscription(db.Model):  # type: ignore[name-defined,misc]
             sqlite_where=text("status != 'ended'"),
             postgresql_where=text("status != 'ended'"),
         ),
+        # The renewal worker's query: active subscriptions by period end (ended history is not in it).
+        Index(
+            "ix_subscriptions_active_period_end",
+            "current_period_end",
+            "id",
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     price_id: Mapped[int] = mapped_column(ForeignKey("prices.id"))
-    status: Mapped[SubscriptionStatus] = mapped_column(value_enum(SubscriptionStatus, 30), index=True)
+    status: Mapped[SubscriptionStatus] = mapped_column(value_enum(SubscriptionStatus, 30))
     current_period_start: Mapped[datetime] = mapped_column(UTCDateTime())
-    current_period_end: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    current_period_end: Mapped[datetime] = mapped_column(UTCDateTime())
     # Periods are counted from this moment so monthly renewals keep the customer's billing day.
     billing_anchor: Mapped[datetime] = mapped_column(UTCDateTime())
     cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -67,6 +75,9 @@ class Subscription(db.Model):  # type: ignore[name-defined,misc]
     scheduled_price_id: Mapped[int | None] = mapped_column(ForeignKey("prices.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    # A renewal worker's claim: until then other workers leave the row to it (they divide the due
+    # subscriptions instead of all reading the same ones).
+    renewal_claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Optimistic concurrency: every ORM update says "WHERE version = <the one I read>", so two
     # transactions that both read the row (a renewal on two workers, a webhook racing a page)
     # cannot both apply their change; the loser gets StaleDataError instead of a double effect.
@@ -106,13 +117,31 @@ class Invoice(db.Model):  # type: ignore[name-defined,misc]
         # A subscription is billed once per period and reason: two workers renewing the same
         # subscription cannot both create an invoice.
         UniqueConstraint("subscription_id", "period_start", "billing_reason", name="uq_invoices_period"),
+        # A subscription's invoices in one state (its open ones, on every dashboard view).
+        Index("ix_invoices_subscription_status", "subscription_id", "status"),
+        # A customer's invoices newest first (the dashboard's five, the history's pages).
+        Index("ix_invoices_user_finalized", "user_id", "finalized_at", "id"),
+        # Open invoices: what a customer owes, and dunning's next retries.
+        Index(
+            "ix_invoices_open_user",
+            "user_id",
+            sqlite_where=text("status = 'open'"),
+            postgresql_where=text("status = 'open'"),
+        ),
+        Index(
+            "ix_invoices_open_next_attempt",
+            "next_attempt_at",
+            "id",
+            sqlite_where=text("status = 'open'"),
+            postgresql_where=text("status = 'open'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str | None] = mapped_column(String(30), unique=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    subscription_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id"), index=True)
-    status: Mapped[InvoiceStatus] = mapped_column(value_enum(InvoiceStatus, 30), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    subscription_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id"))
+    status: Mapped[InvoiceStatus] = mapped_column(value_enum(InvoiceStatus, 30))
     billing_reason: Mapped[BillingReason] = mapped_column(value_enum(BillingReason, 30))
     currency: Mapped[str] = mapped_column(String(3), default="USD")
     subtotal_cents: Mapped[int] = mapped_column(Integer, default=0)
@@ -136,7 +165,7 @@ class Invoice(db.Model):  # type: ignore[name-defined,misc]
     voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Dunning: how many charge attempts failed and when the next one is due.
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     user: Mapped[User] = relationship()
     subscription: Mapped[Subscription | None] = relationship()
@@ -209,12 +238,20 @@ class Payment(db.Model):  # type: ignore[name-defined,misc]
             sqlite_where=text("status IN ('pending', 'requires_action')"),
             postgresql_where=text("status IN ('pending', 'requires_action')"),
         ),
+        # Reconcile's query: pending payments, oldest first.
+        Index(
+            "ix_payments_pending_created",
+            "created_at",
+            "id",
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"), index=True)
     attempt: Mapped[int] = mapped_column(Integer)
-    status: Mapped[PaymentStatus] = mapped_column(value_enum(PaymentStatus, 30), index=True)
+    status: Mapped[PaymentStatus] = mapped_column(value_enum(PaymentStatus, 30))
     amount_cents: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
     stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)

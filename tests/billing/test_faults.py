@@ -111,8 +111,9 @@ def test_a_worker_killed_at_any_step_of_a_renewal_leaves_every_invoice_paid_or_i
     db.session.rollback()  # the process died: its open transaction is gone
     monkeypatch.undo()
 
-    for minutes in (5, 10):  # the next passes, after the reconcile threshold
-        tick(RENEWAL + timedelta(minutes=minutes))
+    # The next passes: after reconcile's threshold, and after the dead worker's claim lapses.
+    for later in (timedelta(minutes=5), jobs.CLAIM_FOR + timedelta(minutes=1)):
+        tick(RENEWAL + later)
 
     invoices = sorted(invoices_for(user.id), key=lambda i: i.id)
     assert len(invoices) == 2  # the first invoice and exactly one renewal
@@ -234,7 +235,8 @@ def test_an_unexpected_error_on_one_subscription_is_logged_retried_with_backoff_
     assert f"subscription {broken_id} failed" in caplog.text
     failure = db.session.get_one(JobItemFailure, ("renew_due_subscriptions", broken_id))
     assert failure.failures == 1 and "only this customer" in failure.last_error
-    assert tick(RENEWAL + timedelta(seconds=30))["renew_due_subscriptions"]["backing_off"] == 1
+    waiting = tick(RENEWAL + timedelta(seconds=30))["renew_due_subscriptions"]
+    assert not waiting["renewed"] and not waiting["errors"]  # left alone until its retry time
 
     monkeypatch.undo()  # the bug is fixed; after the backoff the item is tried again
     counts = tick(RENEWAL + timedelta(minutes=2))["renew_due_subscriptions"]
