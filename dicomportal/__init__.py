@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hmac
+import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from dicomportal.config import is_test_mode, load_config
 from dicomportal.extensions import babel, csrf, db, htmx, limiter, login_manager, migrate
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+LOG_FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
 
 
 def resource_dir(name: str) -> Path:
@@ -32,6 +35,7 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
         instance_path=instance_path,
         instance_relative_config=True,
     )
+    configure_logging()
     app.config.update(load_config(Path(app.instance_path)))
     if config:
         app.config.update(config)
@@ -48,6 +52,24 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
     register_security_headers(app)
     register_commands(app)
     return app
+
+
+def configure_logging() -> None:
+    """Make the app's own loggers (``dicomportal.*``: jobs, webhooks, mail) print INFO and above.
+
+    When nothing configured logging yet (the demo, ``dicomportal worker``, gunicorn without
+    ``--log-config``), one stderr handler goes on the root logger. A handler someone else set up
+    (gunicorn's log config, pytest, a host's logging) is left alone; gunicorn's own loggers do not
+    propagate to the root, so its lines are never doubled.
+    """
+    package = logging.getLogger(__name__)
+    if package.level == logging.NOTSET:
+        package.setLevel(logging.INFO)
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(handler)
 
 
 def register_extensions(app: Flask) -> None:
