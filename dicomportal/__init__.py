@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import Flask, Response, flash, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from dicomportal import extensions
 from dicomportal.config import is_test_mode, load_config
@@ -45,6 +46,7 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
             **app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}),
             "connect_args": {"timeout": 30},
         }
+    register_proxy_fix(app)
     register_extensions(app)
     register_blueprints(app)
     register_errorhandlers(app)
@@ -70,6 +72,17 @@ def configure_logging() -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
         root.addHandler(handler)
+
+
+def register_proxy_fix(app: Flask) -> None:
+    """Trust ``TRUSTED_PROXY_HOPS`` reverse proxies for the client's address, scheme and host.
+
+    ``request.remote_addr`` (the rate limits' key) and the ``REMOTE_ADDR`` gunicorn's access log
+    prints become the client's. With 0 the X-Forwarded-* headers are ignored: anyone can send them.
+    """
+    hops = int(app.config["TRUSTED_PROXY_HOPS"])
+    if hops > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
 
 def register_extensions(app: Flask) -> None:
