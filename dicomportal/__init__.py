@@ -13,7 +13,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from dicomportal import extensions
-from dicomportal.config import is_test_mode, load_config
+from dicomportal.config import is_test_mode, load_config, private_sqlite_file
 from dicomportal.extensions import babel, csrf, db, htmx, limiter, login_manager, migrate
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -40,6 +40,7 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
     app.config.update(load_config(Path(app.instance_path)))
     if config:
         app.config.update(config)
+    private_sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"], Path(app.instance_path))
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         # Concurrent writers wait for SQLite's lock instead of failing at once.
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
