@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import sys
 from pathlib import Path
@@ -88,7 +87,7 @@ def register_proxy_fix(app: Flask) -> None:
 
 def register_extensions(app: Flask) -> None:
     from dicomportal import models
-    from dicomportal.accounts import password_fingerprint
+    from dicomportal.accounts import user_for_session
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(resource_dir("migrations")), render_as_batch=True)
@@ -103,12 +102,10 @@ def register_extensions(app: Flask) -> None:
     extensions.mail.init_app(app)
 
     @login_manager.user_loader
-    def load_user(session_id: str) -> models.User | None:
-        user_id, _, fingerprint = session_id.partition(":")
-        user = db.session.get(models.User, int(user_id)) if user_id.isdigit() else None
-        if user is None or not hmac.compare_digest(fingerprint, password_fingerprint(user)):
-            return None  # the password changed since this session logged in
-        return user
+    def load_user(session_token: str) -> models.User | None:
+        # The cookies name a server-side login session: once it is ended (logout, password
+        # change) or expired, a copy of them opens nothing.
+        return user_for_session(session_token)
 
     @login_manager.unauthorized_handler
     def unauthorized() -> Response:

@@ -17,7 +17,7 @@ from dicomportal.models.billing import (
 )
 from dicomportal.models.catalog import AddOn, Interval, OverageRate, Plan, Price
 from dicomportal.models.ops import AuditLog, EmailOutbox
-from dicomportal.models.user import BillingProfile, Role, User
+from dicomportal.models.user import BillingProfile, LoginSession, Role, User
 
 __all__ = [
     "IN_FLIGHT",
@@ -32,6 +32,7 @@ __all__ = [
     "InvoiceNumberSeries",
     "InvoiceStatus",
     "LineKind",
+    "LoginSession",
     "OverageRate",
     "Payment",
     "PaymentMethod",
