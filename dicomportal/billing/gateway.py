@@ -229,3 +229,12 @@ def cancel_payment_intent(intent_id: str) -> None:
     # Already succeeded or canceled: the caller re-reads the intent and records the truth.
     with contextlib.suppress(stripe.InvalidRequestError):
         _call(client().v1.payment_intents.cancel, intent_id)
+
+
+def find_setup_intent(setup_intent_id: str) -> SetupIntentInfo | None:
+    """A SetupIntent by id, or ``None`` when Stripe does not know it (its data was reset, or it is
+    another account's); Stripe being unreachable still raises GatewayUnavailable."""
+    try:
+        return retrieve_setup_intent(setup_intent_id)
+    except stripe.InvalidRequestError:
+        return None
