@@ -13,6 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from dicomportal import extensions
 from dicomportal.config import is_test_mode, load_config, private_sqlite_file
+from dicomportal.deployment.safety import refuse_unsafe_settings
 from dicomportal.extensions import babel, csrf, db, htmx, limiter, login_manager, migrate
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -26,8 +27,15 @@ def resource_dir(name: str) -> Path:
     return inside if inside.is_dir() else PACKAGE_DIR.parent / name
 
 
-def create_app(config: dict[str, Any] | None = None, instance_path: str | None = None) -> Flask:
-    """Build the WSGI app; ``config`` overrides the environment (tests use it)."""
+def create_app(
+    config: dict[str, Any] | None = None, instance_path: str | None = None, *, refuse_unsafe: bool = True
+) -> Flask:
+    """Build the WSGI app; ``config`` overrides the environment (tests use it).
+
+    :raises UnsafeSettings: a live Stripe key with a missing or published secret, demo keys or demo
+        mode (see ``deployment/safety.py``), unless TESTING; ``refuse_unsafe=False`` is for
+        ``dicomportal check``, which reports the same problems instead.
+    """
     app = Flask(
         __name__,
         template_folder=str(resource_dir("templates")),
@@ -39,6 +47,8 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
     app.config.update(load_config(Path(app.instance_path)))
     if config:
         app.config.update(config)
+    if refuse_unsafe:
+        refuse_unsafe_settings(app.config)
     private_sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"], Path(app.instance_path))
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         # Concurrent writers wait for SQLite's lock instead of failing at once.

@@ -138,7 +138,9 @@ def load_config(instance_path: Path) -> dict[str, Any]:
         # Stripe
         "STRIPE_SECRET_KEY": stripe_key,
         "STRIPE_PUBLISHABLE_KEY": os.environ.get("STRIPE_PUBLISHABLE_KEY", "pk_test_dicomportal"),
-        "STRIPE_WEBHOOK_SECRET": os.environ.get("STRIPE_WEBHOOK_SECRET", "whsec_dicomportal_demo"),
+        # No default: a published one would let anyone forge events. Empty, every webhook is refused
+        # (Stripe's SDK will not verify without a secret); `dicomportal demo` sets its own.
+        "STRIPE_WEBHOOK_SECRET": os.environ.get("STRIPE_WEBHOOK_SECRET", ""),
         "STRIPE_API_BASE": stripe_base.rstrip("/"),
         "STRIPE_TIMEOUT": float(os.environ.get("STRIPE_TIMEOUT", "20")),
         # Mail: "smtp" delivers through MAIL_SERVER; "outbox" only keeps mail in the database
