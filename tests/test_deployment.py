@@ -236,7 +236,7 @@ def test_check_names_what_would_stop_a_live_deployment_and_exits_1(
     result = run_check(tmp_path, env)
 
     assert result.exit_code == 1
-    assert "FAIL  STRIPE_WEBHOOK_SECRET  not set" in result.output
+    assert re.search(r"^FAIL +STRIPE_WEBHOOK_SECRET +not set", result.output, flags=re.MULTILINE)
     assert "FAIL  startup" in result.output and "STRIPE_WEBHOOK_SECRET" in result.output.split("startup")[1]
 
 

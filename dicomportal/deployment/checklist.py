@@ -374,7 +374,7 @@ def run_checks(app: Flask) -> list[Finding]:
     return findings
 
 
-def report(findings: list[Finding], topic_width: int = 22, width: int = 100) -> str:
+def report(findings: list[Finding], topic_width: int = 23, width: int = 100) -> str:
     """The checklist as text: one item per finding, what to do under each WARN and FAIL, a summary."""
     indent = " " * (6 + topic_width + 1)
     lines = []
