@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 from dicomportal.accounts import purge_expired_sessions
 from dicomportal.extensions import db
 from dicomportal.models import LoginSession
-from tests.conftest import AuthActions
+from tests.conftest import AuthActions, SmtpSink
+from tests.test_auth import ask_for_reset_link
 
 PASSWORD = "correct horse battery"
 
@@ -87,6 +88,24 @@ def test_changing_the_password_ends_other_browsers_and_their_remember_me_cookies
 
     assert response.status_code == 303
     assert logged_in(client)  # the browser that made the change stays logged in
+    assert not logged_in(laptop)
+    assert not logged_in(stolen)
+    assert session_count() == 1
+
+
+def test_resetting_the_password_ends_every_session_and_logs_in_only_the_resetting_browser(
+    app: Flask, client: FlaskClient, auth: AuthActions, smtp: SmtpSink
+) -> None:
+    auth.signup()
+    auth.logout()
+    laptop = app.test_client()
+    login(laptop, remember=True)
+    stolen = copy_cookie(app, laptop, "remember_token")
+    link = ask_for_reset_link(client, smtp)
+
+    assert client.post(link, data={"password": "a new passphrase"}).status_code == 303
+
+    assert logged_in(client)
     assert not logged_in(laptop)
     assert not logged_in(stolen)
     assert session_count() == 1
