@@ -234,7 +234,12 @@ def cancel_payment_intent(intent_id: str) -> None:
 def find_setup_intent(setup_intent_id: str) -> SetupIntentInfo | None:
     """A SetupIntent by id, or ``None`` when Stripe does not know it (its data was reset, or it is
     another account's); Stripe being unreachable still raises GatewayUnavailable."""
-    try:
-        return retrieve_setup_intent(setup_intent_id)
-    except stripe.InvalidRequestError:
-        return None
+
+    def retrieve_or_none() -> Any:
+        try:
+            return client().v1.setup_intents.retrieve(setup_intent_id)
+        except stripe.InvalidRequestError:  # answered here, before _call sorts the other errors
+            return None
+
+    intent = _call(retrieve_or_none)
+    return None if intent is None else _setup_info(intent)
