@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-import hmac
+import logging
+import sys
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, flash, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import event
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from dicomportal import extensions
-from dicomportal.config import is_test_mode, load_config
+from dicomportal.config import is_test_mode, load_config, private_sqlite_file
+from dicomportal.deployment.safety import refuse_unsafe_settings
 from dicomportal.extensions import babel, csrf, db, htmx, limiter, login_manager, migrate
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+LOG_FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
 
 
 def resource_dir(name: str) -> Path:
@@ -24,8 +28,15 @@ def resource_dir(name: str) -> Path:
     return inside if inside.is_dir() else PACKAGE_DIR.parent / name
 
 
-def create_app(config: dict[str, Any] | None = None, instance_path: str | None = None) -> Flask:
-    """Build the WSGI app; ``config`` overrides the environment (tests use it)."""
+def create_app(
+    config: dict[str, Any] | None = None, instance_path: str | None = None, *, refuse_unsafe: bool = True
+) -> Flask:
+    """Build the WSGI app; ``config`` overrides the environment (tests use it).
+
+    :raises UnsafeSettings: a live Stripe key with a missing or published secret, demo keys or demo
+        mode (see ``deployment/safety.py``), unless TESTING; ``refuse_unsafe=False`` is for
+        ``dicomportal check``, which reports the same problems instead.
+    """
     app = Flask(
         __name__,
         template_folder=str(resource_dir("templates")),
@@ -33,9 +44,13 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
         instance_path=instance_path,
         instance_relative_config=True,
     )
+    configure_logging()
     app.config.update(load_config(Path(app.instance_path)))
     if config:
         app.config.update(config)
+    if refuse_unsafe:
+        refuse_unsafe_settings(app.config)
+    private_sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"], Path(app.instance_path))
     engine_options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}))
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         # Concurrent writers wait for SQLite's lock instead of failing at once.
@@ -44,6 +59,7 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
         # The worker's Stripe pool uses a connection per step in flight, besides its own.
         engine_options.setdefault("pool_size", max(5, int(app.config["STRIPE_CONCURRENCY"]) + 2))
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options
+    register_proxy_fix(app)
     register_extensions(app)
     register_blueprints(app)
     register_errorhandlers(app)
@@ -63,9 +79,38 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def configure_logging() -> None:
+    """Make the app's own loggers (``dicomportal.*``: jobs, webhooks, mail) print INFO and above.
+
+    When nothing configured logging yet (the demo, ``dicomportal worker``, gunicorn without
+    ``--log-config``), one stderr handler goes on the root logger. A handler someone else set up
+    (gunicorn's log config, pytest, a host's logging) is left alone; gunicorn's own loggers do not
+    propagate to the root, so its lines are never doubled.
+    """
+    package = logging.getLogger(__name__)
+    if package.level == logging.NOTSET:
+        package.setLevel(logging.INFO)
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(handler)
+
+
+def register_proxy_fix(app: Flask) -> None:
+    """Trust ``TRUSTED_PROXY_HOPS`` reverse proxies for the client's address, scheme and host.
+
+    ``request.remote_addr`` (the rate limits' key) and the ``REMOTE_ADDR`` gunicorn's access log
+    prints become the client's. With 0 the X-Forwarded-* headers are ignored: anyone can send them.
+    """
+    hops = int(app.config["TRUSTED_PROXY_HOPS"])
+    if hops > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+
+
 def register_extensions(app: Flask) -> None:
     from dicomportal import models
-    from dicomportal.accounts import password_fingerprint
+    from dicomportal.accounts import user_for_session
 
     db.init_app(app)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
@@ -83,12 +128,10 @@ def register_extensions(app: Flask) -> None:
     extensions.mail.init_app(app)
 
     @login_manager.user_loader
-    def load_user(session_id: str) -> models.User | None:
-        user_id, _, fingerprint = session_id.partition(":")
-        user = db.session.get(models.User, int(user_id)) if user_id.isdigit() else None
-        if user is None or not hmac.compare_digest(fingerprint, password_fingerprint(user)):
-            return None  # the password changed since this session logged in
-        return user
+    def load_user(session_token: str) -> models.User | None:
+        # The cookies name a server-side login session: once it is ended (logout, password
+        # change) or expired, a copy of them opens nothing.
+        return user_for_session(session_token)
 
     @login_manager.unauthorized_handler
     def unauthorized() -> Response:
@@ -101,6 +144,10 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from dicomportal.views import account, auth, billing, dev, help, plans, webhooks
+    from dicomportal.views._routing import IdConverter
+
+    # Before any route is added: every ``<int:...>`` in every blueprint is a bounded id.
+    app.url_map.converters["int"] = IdConverter
 
     for module in (auth, plans, help, account, billing, webhooks, dev):
         app.register_blueprint(module.bp)

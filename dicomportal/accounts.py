@@ -1,4 +1,5 @@
-"""Account services: create users, log in, change and reset passwords. No flask.request here.
+"""Account services: create users, log in, change and reset passwords, login sessions. No
+flask.request here.
 
 Services add to the session and never commit: the caller commits the change together with the
 email that reports it (see :mod:`dicomportal.mail`), then calls ``deliver_pending()``.
@@ -10,18 +11,21 @@ import functools
 import hashlib
 import hmac
 import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
+from flask_login.config import COOKIE_DURATION
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import func, select
+from sqlalchemy import CursorResult, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from dicomportal.billing import clock
 from dicomportal.extensions import db
 from dicomportal.mail import absolute_url, queue_email
-from dicomportal.models import Role, User
+from dicomportal.models import LoginSession, Role, User
 
 MIN_PASSWORD_LENGTH = 10
 RESET_SALT = "password-reset"
@@ -142,14 +146,16 @@ def authenticate(email: str, password: str) -> User:
     return user
 
 
-def set_new_password(user: User, new: str) -> None:
-    """Store ``new`` as the password and queue the "Your password was changed" email.
+def set_new_password(user: User, new: str, keep_session: str | None = None) -> None:
+    """Store ``new`` as the password, end every login session of the account but ``keep_session``
+    (the browser that made the change), and queue the "Your password was changed" email.
 
     :raises AccountError: the new password is too weak.
     """
     check_password_strength(new)
     user.set_password(new)
     user.password_changed_at = clock.now()
+    end_other_sessions(user, keep_session)
     queue_email(
         user.email,
         "Your password was changed",
@@ -162,14 +168,15 @@ def set_new_password(user: User, new: str) -> None:
 
 
 def change_password(user: User, current: str, new: str) -> None:
-    """Replace the password after checking the current one (not committed).
+    """Replace the password after checking the current one (not committed). The login session
+    ``user`` was loaded for stays; every other one (other browsers, remember-me cookies) ends.
 
     :raises WrongPassword: ``current`` is not the account's password; nothing changes.
     :raises AccountError: the new password is too weak; nothing changes.
     """
     if not user.check_password(current):
         raise WrongPassword()
-    set_new_password(user, new)
+    set_new_password(user, new, keep_session=user.session_token)
 
 
 def _reset_serializer() -> URLSafeTimedSerializer:
@@ -231,7 +238,8 @@ def request_password_reset(email: str) -> User | None:
 
 
 def reset_password(token: str, new: str, max_age: int) -> User:
-    """Set a new password with a reset token; the token stops working once this is committed.
+    """Set a new password with a reset token; the token stops working once this is committed, and
+    so does every login session of the account (the caller opens a new one for this browser).
 
     :raises InvalidResetToken: the token is bad, expired or used.
     :raises AccountError: the new password is too weak.
@@ -239,3 +247,80 @@ def reset_password(token: str, new: str, max_age: int) -> User:
     user = user_for_reset_token(token, max_age, for_update=True)
     set_new_password(user, new)
     return user
+
+
+# --- login sessions -----------------------------------------------------------------------------
+#
+# A login is a row in ``login_sessions``; the session cookie (and the remember-me cookie) carry a
+# random token naming it, and only the token's SHA-256 is stored. Logging out deletes the row, so
+# a copy of either cookie taken before stops working. Sessions age in real time, not by the demo
+# clock: moving billing time forward must not log the demo's visitor out.
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _lifetime(remember: bool) -> timedelta:
+    """Remember-me: as long as its cookie (REMEMBER_COOKIE_DURATION); otherwise as long as a
+    session cookie is accepted (PERMANENT_SESSION_LIFETIME, 31 days)."""
+    if not remember:
+        return current_app.permanent_session_lifetime
+    duration: Any = current_app.config.get("REMEMBER_COOKIE_DURATION", COOKIE_DURATION)
+    return duration if isinstance(duration, timedelta) else timedelta(seconds=int(duration))
+
+
+def start_session(user: User, remember: bool = False) -> str:
+    """Open a login session for ``user`` (not committed) and return its token; ``user.get_id()``
+    answers it, which is what Flask-Login's ``login_user`` puts in the cookies."""
+    token = secrets.token_urlsafe(32)
+    now = _wall_clock()
+    db.session.add(
+        LoginSession(
+            user_id=user.id,
+            token_digest=_digest(token),
+            remember=remember,
+            created_at=now,
+            expires_at=now + _lifetime(remember),
+        )
+    )
+    user.session_token = token
+    return token
+
+
+def user_for_session(token: str) -> User | None:
+    """The account an open, unexpired login session belongs to (``None`` once it has ended)."""
+    user = db.session.scalar(
+        select(User)
+        .join(LoginSession, LoginSession.user_id == User.id)
+        .where(LoginSession.token_digest == _digest(token), LoginSession.expires_at > _wall_clock())
+    )
+    if user is not None:
+        user.session_token = token
+    return user
+
+
+def end_session(token: str | None) -> None:
+    """Log one browser out on the server (not committed): its cookies no longer open the account."""
+    if token:
+        db.session.execute(delete(LoginSession).where(LoginSession.token_digest == _digest(token)))
+
+
+def end_other_sessions(user: User, keep: str | None = None) -> None:
+    """End every login session of ``user`` except ``keep`` (not committed)."""
+    query = delete(LoginSession).where(LoginSession.user_id == user.id)
+    if keep:
+        query = query.where(LoginSession.token_digest != _digest(keep))
+    db.session.execute(query)
+
+
+def purge_expired_sessions() -> int:
+    """Delete the login sessions that have expired (committed); a job for the worker. Expired
+    rows open nothing already (see :func:`user_for_session`): this only keeps the table small."""
+    result = db.session.execute(delete(LoginSession).where(LoginSession.expires_at <= _wall_clock()))
+    db.session.commit()
+    return int(cast(CursorResult[Any], result).rowcount)

@@ -15,6 +15,8 @@ from stdnum.eu import vat
 from wtforms import Field, HiddenField, SelectField, StringField
 from wtforms.validators import InputRequired, Length, Optional, Regexp, ValidationError
 
+from dicomportal.models.types import MAX_ID
+
 # Codes CLDR lists among territories that are not ISO 3166-1 countries (regions, unions, test
 # locales), so they are not offered as a billing country.
 NOT_COUNTRIES = frozenset(
@@ -131,10 +133,14 @@ class BillingDetailsForm(FlaskForm):
 class CardSetupForm(FlaskForm):
     """The card step's POST: only the id of the SetupIntent that Stripe.js confirmed."""
 
-    setup_intent_id = HiddenField(validators=[InputRequired(), Regexp(r"^seti_\w+$")])
+    setup_intent_id = HiddenField(validators=[InputRequired(), Length(max=255), Regexp(r"^seti_\w+$")])
 
 
 class AuthenticationForm(FlaskForm):
     """After Stripe.js's 3-D Secure dialog: which of the customer's payments to look at again."""
 
-    payment_id = HiddenField(validators=[InputRequired(), Regexp(r"^\d{1,18}$")])
+    payment_id = HiddenField(validators=[InputRequired(), Regexp(r"^\d{1,10}$")])
+
+    def validate_payment_id(self, field: Field) -> None:
+        if not field.errors and int(field.data) > MAX_ID:  # the digits were checked first
+            raise ValidationError("Not one of your payments.")

@@ -14,12 +14,22 @@ from dicomportal.models import Role
 
 def build_cli() -> FlaskGroup:
     """The ``dicomportal`` command group; ``demo`` and ``stripe-server`` work without loading the app."""
-    from dicomportal import create_app
-
-    group = FlaskGroup(create_app=lambda: create_app(), help="dicomportal: subscription and billing portal.")
+    group = FlaskGroup(create_app=create_app_or_explain, help="dicomportal: subscription and billing portal.")
     group.add_command(demo_command)
     group.add_command(stripe_server_command)
+    group.add_command(check_command)
     return group
+
+
+def create_app_or_explain() -> Flask:
+    """The app for Flask's commands; unsafe production settings end the command with their list."""
+    from dicomportal import create_app
+    from dicomportal.deployment.safety import UnsafeSettings
+
+    try:
+        return create_app()
+    except UnsafeSettings as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def main() -> None:
@@ -57,6 +67,26 @@ def stripe_server_command(host: str, port: int) -> None:
 
     click.echo(f"localstripe at http://{host}:{port} (in memory). Press Ctrl-C to stop")
     serve(host, port)
+
+
+@click.command("check")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The instance folder (secret key, SQLite database) to check  [default: the instance folder]",
+)
+def check_command(data_dir: Path | None) -> None:
+    """Deployment checklist: each item OK, WARN or FAIL with what to do. Exit status 1 on a FAIL."""
+    from dicomportal import create_app
+    from dicomportal.deployment.checklist import passed, report, run_checks
+
+    # Built without the startup refusal, so the checklist can name what the app would refuse.
+    app = create_app(instance_path=str(data_dir.resolve()) if data_dir else None, refuse_unsafe=False)
+    findings = run_checks(app)
+    click.echo(report(findings))
+    if not passed(findings):
+        raise SystemExit(1)
 
 
 @click.command("seed")

@@ -6,11 +6,18 @@ that reads ``os.environ`` for the web app.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import secrets
+import tempfile
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.engine import make_url
+
+log = logging.getLogger(__name__)
 
 TRUE = {"1", "true", "yes", "on"}
 
@@ -25,18 +32,85 @@ def _int(name: str, default: int) -> int:
     return default if value in (None, "") else int(value)
 
 
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (missing parents too) for this user only (0700), or make it so if it exists.
+
+    The instance folder holds the secret key and the SQLite database: nobody else on the machine
+    may list or read it.
+    """
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        try:
+            path.chmod(0o700)
+        except PermissionError:
+            log.warning("%s is readable by other users and not ours to change: chmod 700 it", path)
+    return path
+
+
 def secret_key(instance_path: Path) -> str:
-    """Return SECRET_KEY from the environment, or one generated once and kept in the instance folder."""
+    """Return SECRET_KEY from the environment, or one generated once and kept in the instance folder.
+
+    Safe when several processes boot at once (gunicorn workers, the worker next to the web app):
+    each writes a candidate key to its own private temporary file and links it to ``secret_key``,
+    which succeeds for one of them only; the name never shows a half-written key, and every
+    process then reads the same winner.
+    """
     from_env = os.environ.get("SECRET_KEY")
     if from_env:
         return from_env
-    key_file = instance_path / "secret_key"
+    key_file = private_dir(instance_path) / "secret_key"
     if not key_file.exists():
-        instance_path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        _publish_new_key(key_file)
+    key = key_file.read_text().strip()
+    if not key:
+        raise RuntimeError(f"{key_file} is empty: delete it to generate a new key, or set SECRET_KEY")
+    return key
+
+
+def _publish_new_key(key_file: Path) -> None:
+    fd, candidate = tempfile.mkstemp(dir=key_file.parent, prefix=".secret_key.")  # mode 0600
+    try:
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_urlsafe(48))
-    return key_file.read_text().strip()
+            fh.flush()
+            os.fsync(fh.fileno())
+        with contextlib.suppress(FileExistsError):  # another process's key won: use that one
+            os.link(candidate, key_file)
+    finally:
+        os.unlink(candidate)
+
+
+def sqlite_path(database_uri: str, instance_path: Path) -> Path | None:
+    """The file of a SQLite database URL (relative paths are in the instance folder, as
+    Flask-SQLAlchemy resolves them); ``None`` for other databases and in-memory SQLite."""
+    url = make_url(database_uri)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    if url.query.get("uri") or url.database.startswith("file:"):
+        return None  # SQLite URI filenames: left as they are
+    path = Path(url.database)
+    return path if path.is_absolute() else instance_path / path
+
+
+def private_sqlite_file(database_uri: str, instance_path: Path) -> None:
+    """Make sure a SQLite database file exists readable by this user only (0600) before SQLAlchemy
+    opens it, so it is never created world-readable; SQLite gives its journal and WAL files the
+    database file's mode. A file that exists already is tightened."""
+    path = sqlite_path(database_uri, instance_path)
+    if path is None:
+        return
+    if path.parent == instance_path:
+        private_dir(instance_path)
+    elif not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            try:
+                path.chmod(0o600)
+            except PermissionError:
+                log.warning("%s is readable by other users and not ours to change: chmod 600 it", path)
 
 
 def database_url(instance_path: Path) -> str:
@@ -64,7 +138,9 @@ def load_config(instance_path: Path) -> dict[str, Any]:
         # Stripe
         "STRIPE_SECRET_KEY": stripe_key,
         "STRIPE_PUBLISHABLE_KEY": os.environ.get("STRIPE_PUBLISHABLE_KEY", "pk_test_dicomportal"),
-        "STRIPE_WEBHOOK_SECRET": os.environ.get("STRIPE_WEBHOOK_SECRET", "whsec_dicomportal_demo"),
+        # No default: a published one would let anyone forge events. Empty, every webhook is refused
+        # (Stripe's SDK will not verify without a secret); `dicomportal demo` sets its own.
+        "STRIPE_WEBHOOK_SECRET": os.environ.get("STRIPE_WEBHOOK_SECRET", ""),
         "STRIPE_API_BASE": stripe_base.rstrip("/"),
         "STRIPE_TIMEOUT": float(os.environ.get("STRIPE_TIMEOUT", "20")),
         # How many Stripe calls one worker keeps in flight (each payment still in its own
@@ -103,6 +179,9 @@ def load_config(instance_path: Path) -> dict[str, Any]:
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": _bool("SESSION_COOKIE_SECURE", False),
+        # Behind reverse proxies: how many of them set X-Forwarded-For/-Proto/-Host (0: none, the
+        # headers are ignored). Rate limits and logs then see the client, not the proxy.
+        "TRUSTED_PROXY_HOPS": _int("TRUSTED_PROXY_HOPS", 0),
         "REMEMBER_COOKIE_HTTPONLY": True,
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_SECURE": _bool("SESSION_COOKIE_SECURE", False),

@@ -8,9 +8,10 @@ from flask import current_app
 # access to the values within the .ini file in use.
 config = context.config
 
-# Interpret the config file for Python logging.
-# This line sets up loggers basically.
-fileConfig(config.config_file_name, disable_existing_loggers=False)  # keep dicomportal.* loggers
+# Interpret the config file for Python logging. Loggers that exist already (the app's
+# ``dicomportal.*``, configured by create_app) must keep working after a migration: the demo and
+# the tests migrate in the same process that then runs the jobs and serves webhooks.
+fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger("alembic.env")
 
 

@@ -20,7 +20,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from dicomportal.accounts import create_user
+from dicomportal.accounts import create_user, start_session
 from dicomportal.billing import cards, jobs, subscriptions
 from dicomportal.billing.invoicing import invoices_for
 from dicomportal.extensions import db
@@ -357,6 +357,7 @@ def test_confirm_without_the_csrf_token_is_refused(
 ) -> None:
     user = create_user("pat@example.com", "correct horse battery", "Pat Lee")
     user.billing_profile = BillingProfile(**DETAILS)
+    start_session(user)  # logged in without the login form
     db.session.commit()
     with client.session_transaction() as session:
         session["_user_id"], session["_fresh"] = user.get_id(), True

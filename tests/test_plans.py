@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from dicomportal.accounts import create_user
+from dicomportal.accounts import create_user, start_session
 from dicomportal.billing.catalog import (
     active_overage_rates,
     addon_offers,
@@ -186,6 +186,7 @@ def test_anonymous_visitor_signs_up_first_then_subscribes(client: FlaskClient) -
 
 def test_signed_in_customer_goes_straight_to_subscribe(app: Flask, client: FlaskClient) -> None:
     user = create_user("pat@example.com", "correct horse battery", "Pat Lee")
+    start_session(user)  # logged in without the login form
     db.session.commit()
     with client.session_transaction() as session:
         session["_user_id"] = user.get_id()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
@@ -10,6 +11,10 @@ from dicomportal.billing import audit, clock, gateway
 from dicomportal.billing.errors import PaymentSetupFailed
 from dicomportal.extensions import db
 from dicomportal.models import PaymentMethod, User
+
+# How long the card form keeps offering the same SetupIntent. Stripe does not expire an open
+# one, but a day bounds how long one client secret lives in pages and browser histories.
+SETUP_REUSE_WINDOW = timedelta(days=1)
 
 
 def ensure_customer(user: User) -> str:
@@ -33,8 +38,30 @@ def ensure_customer(user: User) -> str:
 
 
 def start_card_setup(user: User) -> gateway.SetupIntentInfo:
-    """A SetupIntent the browser confirms with Stripe.js; the card number never reaches us."""
-    return gateway.create_setup_intent(ensure_customer(user))
+    """A SetupIntent the browser confirms with Stripe.js; the card number never reaches us.
+
+    The one offered last is offered again while it is open (no card confirmed on it yet), is this
+    customer's and is younger than SETUP_REUSE_WINDOW, so reloading the card page does not create
+    a SetupIntent at Stripe each time. A new one is remembered on the user row (committed).
+    """
+    customer_id = ensure_customer(user)
+    reusable = _open_setup_intent(user, customer_id)
+    if reusable is not None:
+        return reusable
+    setup = gateway.create_setup_intent(customer_id)
+    user.card_setup_intent_id, user.card_setup_started_at = setup.id, clock.now()
+    db.session.commit()
+    return setup
+
+
+def _open_setup_intent(user: User, customer_id: str) -> gateway.SetupIntentInfo | None:
+    started = user.card_setup_started_at
+    if not user.card_setup_intent_id or started is None or clock.now() - started >= SETUP_REUSE_WINDOW:
+        return None
+    setup = gateway.find_setup_intent(user.card_setup_intent_id)  # re-read: Stripe knows its state
+    if setup is None or setup.customer != customer_id or setup.status != "requires_payment_method":
+        return None
+    return setup
 
 
 def verified_setup(user: User, setup_intent_id: str) -> gateway.SetupIntentInfo:

@@ -277,3 +277,17 @@ def cancel_payment_intent(intent_id: str) -> None:
     # Already succeeded or canceled: the caller re-reads the intent and records the truth.
     with contextlib.suppress(PaymentRejected):
         _call(client().v1.payment_intents.cancel, intent_id)
+
+
+def find_setup_intent(setup_intent_id: str) -> SetupIntentInfo | None:
+    """A SetupIntent by id, or ``None`` when Stripe does not know it (its data was reset, or it is
+    another account's); Stripe being unreachable still raises GatewayUnavailable."""
+
+    def retrieve_or_none() -> Any:
+        try:
+            return client().v1.setup_intents.retrieve(setup_intent_id)
+        except stripe.InvalidRequestError:  # answered here, before _call sorts the other errors
+            return None
+
+    intent = _call(retrieve_or_none)
+    return None if intent is None else _setup_info(intent)

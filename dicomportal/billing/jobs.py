@@ -444,6 +444,13 @@ def reconcile_payments() -> Counter[str]:
     return run.counts
 
 
+def purge_expired_sessions() -> Counter[str]:
+    """Delete login sessions past their lifetime (they no longer open anything)."""
+    from dicomportal.accounts import purge_expired_sessions as purge
+
+    return Counter(purged=purge())
+
+
 def deliver_mail() -> Counter[str]:
     from dicomportal.mail import deliver_pending
 
@@ -456,6 +463,7 @@ JOBS: list[tuple[str, Callable[[], Counter[str]]]] = [
     ("schedule_stranded_invoices", schedule_stranded_invoices),
     ("retry_failed_payments", retry_failed_payments),
     ("expire_incomplete_subscriptions", expire_incomplete_subscriptions),
+    ("purge_expired_sessions", purge_expired_sessions),
     ("deliver_mail", deliver_mail),
 ]
 

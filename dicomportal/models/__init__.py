@@ -17,7 +17,7 @@ from dicomportal.models.billing import (
 )
 from dicomportal.models.catalog import AddOn, Interval, OverageRate, Plan, Price
 from dicomportal.models.ops import AuditLog, EmailOutbox, JobItemFailure
-from dicomportal.models.user import BillingProfile, Role, User
+from dicomportal.models.user import BillingProfile, LoginSession, Role, User
 
 __all__ = [
     "IN_FLIGHT",
@@ -33,6 +33,7 @@ __all__ = [
     "InvoiceStatus",
     "JobItemFailure",
     "LineKind",
+    "LoginSession",
     "OverageRate",
     "Payment",
     "PaymentMethod",

@@ -10,6 +10,10 @@ from sqlalchemy import DateTime, Enum
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+# Every id column is an INTEGER (PostgreSQL ``integer``: 4 bytes, signed). Ids from outside (URLs,
+# hidden form fields) beyond this are refused before they reach a query.
+MAX_ID = 2**31 - 1
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware UTC datetime on every database.

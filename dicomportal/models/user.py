@@ -22,6 +22,7 @@ class Role(enum.StrEnum):
 
 class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]
     __tablename__ = "users"
+    __allow_unmapped__ = True  # for ``session_token``, which is not a column
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True, index=True)
@@ -35,6 +36,13 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]
     stripe_customer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The SetupIntent the card form last offered, reused while it is still open (billing/cards.py).
+    card_setup_intent_id: Mapped[str | None] = mapped_column(String(255))
+    card_setup_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    # The token of the login session this object was loaded for or logged in with (not stored:
+    # the database keeps only its digest, in LoginSession).
+    session_token: str | None = None
 
     billing_profile: Mapped[BillingProfile | None] = relationship(
         back_populates="user", uselist=False, cascade="all, delete-orphan"
@@ -48,11 +56,12 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]
         return check_password_hash(self.password_hash, password)
 
     def get_id(self) -> str:
-        """The session's name for this user: the id plus a fingerprint of the password hash, so
-        changing or resetting the password logs out every other session and remember-me cookie."""
-        from dicomportal.accounts import password_fingerprint
-
-        return f"{self.id}:{password_fingerprint(self)}"
+        """What Flask-Login puts in the session and remember-me cookies: the token of this login's
+        server-side session (``accounts.start_session``), never the user id, so a cookie stops
+        working once its session is ended (logout, password change) or expired."""
+        if not self.session_token:
+            raise RuntimeError("log in through accounts.start_session, which opens the session")
+        return self.session_token
 
     @property
     def is_staff(self) -> bool:
@@ -83,3 +92,19 @@ class BillingProfile(db.Model):  # type: ignore[name-defined,misc]
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     user: Mapped[User] = relationship(back_populates="billing_profile")
+
+
+class LoginSession(db.Model):  # type: ignore[name-defined,misc]
+    """One logged-in browser. Its cookies carry a random token; only the token's SHA-256 is kept
+    here, so the table cannot be replayed as cookies. Deleting the row logs that browser out."""
+
+    __tablename__ = "login_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    remember: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+    user: Mapped[User] = relationship()

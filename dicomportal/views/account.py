@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, flash, render_template, url_for
-from flask_login import current_user, login_required, login_user
+from flask_login import current_user, login_required
 
 from dicomportal.accounts import AccountError, change_password
 from dicomportal.billing.summary import account_summary
@@ -32,8 +32,7 @@ def password() -> Response | tuple[str, int]:
         except AccountError as exc:
             show_error(form, exc)
         else:
-            commit_and_deliver()
-            login_user(current_user._get_current_object())  # this session stays; all others end
+            commit_and_deliver()  # this browser's session stays; every other one has ended
             flash("Your password was changed. We've emailed you a confirmation.", "success")
             return redirect_after_post(url_for("account.dashboard"))
     return render_form("account/password.html", form)

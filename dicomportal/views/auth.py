@@ -15,11 +15,13 @@ from dicomportal.accounts import (
     InvalidResetToken,
     authenticate,
     create_user,
+    end_session,
     request_password_reset,
     reset_password,
+    start_session,
     user_for_reset_token,
 )
-from dicomportal.extensions import limiter
+from dicomportal.extensions import db, limiter
 from dicomportal.forms import (
     ForgotPasswordForm,
     LoginForm,
@@ -29,6 +31,7 @@ from dicomportal.forms import (
     show_error,
 )
 from dicomportal.mail import commit_and_deliver
+from dicomportal.models import User
 from dicomportal.views._htmx import redirect_after_post
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
@@ -51,6 +54,13 @@ def safe_next(target: str | None) -> str | None:
 def next_or_dashboard(target: str | None) -> str:
     """Where to go after logging in or signing up."""
     return safe_next(target) or url_for("account.dashboard")
+
+
+def log_in(user: User, remember: bool = False) -> None:
+    """Open a server-side login session for ``user`` and hand its token to this browser's cookies."""
+    start_session(user, remember)
+    db.session.commit()
+    login_user(user, remember=remember)
 
 
 def guests_only(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -77,7 +87,7 @@ def login() -> Response | str:
         except AccountError as exc:
             show_error(form, exc)
         else:
-            login_user(user, remember=bool(form.remember.data))
+            log_in(user, remember=bool(form.remember.data))
             return redirect_after_post(next_or_dashboard(form.next.data))
     return render_template("auth/login.html", form=form)
 
@@ -95,7 +105,7 @@ def signup() -> Response | tuple[str, int]:
             show_error(form, exc)
         else:
             commit_and_deliver()
-            login_user(user)
+            log_in(user)
             flash(f"Welcome to DICOM Portal, {user.name}! Your account is ready.", "success")
             return redirect_after_post(next_or_dashboard(form.next.data))
     return render_form("auth/signup.html", form)
@@ -103,7 +113,10 @@ def signup() -> Response | tuple[str, int]:
 
 @bp.post("/logout")
 def logout() -> Response:
-    """Log out (POST only, so a link or an image cannot log anyone out)."""
+    """Log out (POST only, so a link or an image cannot log anyone out); the session ends on the
+    server too, so a copy of the cookies taken before opens nothing."""
+    end_session(getattr(current_user, "session_token", None))
+    db.session.commit()
     logout_user()
     flash("You have logged out. See you soon.", "info")
     return redirect_after_post(url_for("plans.pricing"))
@@ -137,7 +150,7 @@ def reset(token: str) -> Response | tuple[str, int]:
     if form.validate_on_submit():
         user = reset_password(token, form.password.data, max_age)
         commit_and_deliver()
-        login_user(user)
+        log_in(user)
         flash("Your new password is set and you are logged in.", "success")
         return redirect_after_post(url_for("account.dashboard"))
     return render_form("auth/reset.html", form)

@@ -153,7 +153,8 @@ def no_live_subscription(view: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def card_page(template: str, **context: Any) -> Response:
-    """A page with the card form: a fresh SetupIntent for Stripe.js, and any error kept for it."""
+    """A page with the card form: the customer's open SetupIntent for Stripe.js (one is reused
+    across views, see ``cards.start_card_setup``), and any error kept for it."""
     setup = cards.start_card_setup(current_user)
     context |= {
         "setup": setup,
