@@ -91,6 +91,8 @@ def load_config(instance_path: Path) -> dict[str, Any]:
         "PAUSE_WEEKS": _int("PAUSE_WEEKS", 12),
         "RESTORE_WINDOW_DAYS": _int("RESTORE_WINDOW_DAYS", 30),
         "PASSWORD_RESET_MAX_AGE": _int("PASSWORD_RESET_MAX_AGE", 3600),
+        # Viewer: megabytes of decoded series each process keeps (rendered images get a sixth more)
+        "VIEWER_CACHE_MB": _int("VIEWER_CACHE_MB", 768),
         # Security
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
         "RATELIMIT_HEADERS_ENABLED": True,
