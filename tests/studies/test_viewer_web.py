@@ -20,7 +20,6 @@ from dicomportal.billing.periods import period_boundary
 from dicomportal.extensions import db
 from dicomportal.models import Annotation, Interval, Plan, Price, Subscription, SubscriptionStatus, User
 from dicomportal.studies import cache
-
 from tests.conftest import AuthActions
 
 PASSWORD = "correct horse battery"
@@ -74,7 +73,7 @@ def test_demo_opens_without_an_account_with_every_tool_labelled_by_plan(client: 
 
     assert "Not for diagnostic use" in page
     for label in ("Patient", "Professional", "MD", "Surgical"):
-        assert f'class="tool-plan" id="plan-' in page and f">{label}</span>" in page
+        assert 'class="tool-plan" id="plan-' in page and f">{label}</span>" in page
     assert "disabled" not in page  # nothing locked on the demo
     assert 'href="/pricing" role="button">Compare plans and prices' in page
 
@@ -103,7 +102,7 @@ def test_a_bad_window_or_slice_is_a_clear_400_and_an_unknown_study_a_404(client:
     assert out_of_range.status_code == 400 and "this view has 108" in out_of_range.get_data(as_text=True)
     assert client.get(f"/viewer/demo/{uid}/oblique/3.png").status_code == 400
     assert client.get("/viewer/no-such-study").status_code == 404
-    assert client.get(f"/viewer/demo/1.2.3/axial/3.png").status_code == 404
+    assert client.get("/viewer/demo/1.2.3/axial/3.png").status_code == 404
 
 
 def test_anonymous_demo_measurements_live_in_the_session(client: FlaskClient) -> None:
