@@ -5,6 +5,7 @@ whose bytes are made once per process and then served from ``cache.images``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import math
@@ -30,7 +31,7 @@ class ImageJob:
     make: Callable[[], bytes]
     filename: str | None = None  # set for downloads
 
-    @property
+    @functools.cached_property
     def etag(self) -> str:
         """A strong validator: the same key always gives the same bytes."""
         digest = hashlib.sha256(repr((render.RENDER_VERSION, *self.key)).encode()).hexdigest()

@@ -24,9 +24,14 @@ from dicomportal.studies.volume import Volume
 
 
 class Viewer(Protocol):
-    """The user asking (Flask-Login's user or None for an anonymous visitor)."""
+    """The user asking: Flask-Login's ``current_user`` (anonymous or not), read only when the
+    study needs it, so the public demo never loads a session or a user row."""
 
-    id: int
+    @property
+    def is_authenticated(self) -> bool: ...
+
+    @property
+    def id(self) -> int: ...
 
 
 class StudyNotFound(LookupError):
@@ -107,7 +112,7 @@ SAMPLE_KEYS = {"sample": demo.CT_HEAD, "sample-mr": demo.MR_HEAD}
 
 
 def open_study(key: str, user: Viewer | None) -> OpenedStudy:
-    """The study ``key`` as ``user`` (None: anonymous) may see it.
+    """The study ``key`` as ``user`` (None or not authenticated: anonymous) may see it.
 
     :raises StudyNotFound: unknown key.
     :raises LoginRequired: a customer's study and nobody is logged in.
@@ -117,7 +122,7 @@ def open_study(key: str, user: Viewer | None) -> OpenedStudy:
         return OpenedStudy(_shipped_study(key, DEMO_KEYS[key]), ALL, demo=True, plan_name=None)
     if key not in SAMPLE_KEYS:
         raise StudyNotFound(f"No study {key!r}.")
-    if user is None:
+    if user is None or not user.is_authenticated:
         raise LoginRequired("Log in to open your studies.")
     rights = entitlements_for(user.id)
     if not rights.can_view:
