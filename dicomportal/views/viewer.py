@@ -13,6 +13,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, render_template, request, session, url_for
 from flask_login import current_user
 
+from dicomportal.extensions import limiter
 from dicomportal.studies import cache, images, render3d, tools
 from dicomportal.studies.annotations import (
     AnnotationError,
@@ -40,6 +41,9 @@ from dicomportal.views._htmx import render
 
 bp = Blueprint("viewer", __name__, url_prefix="/viewer")
 YEAR = 365 * 24 * 3600
+# No rate limit here (the portal limits logins and sign-ups); the check is a fair share of the
+# time of an image request served from the cache.
+limiter.exempt(bp)
 
 
 @bp.record_once
