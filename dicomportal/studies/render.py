@@ -198,7 +198,7 @@ class ScaleBar:
 
     @property
     def label(self) -> str:
-        """E.g. ``"50 mm"`` (or ``"5 cm"``? No: mm, as measurements are)."""
+        """E.g. ``"50 mm"`` (millimetres, as measurements are)."""
         return f"{self.length_mm:g} mm"
 
 
@@ -225,36 +225,43 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
+CAPTION_BAR, FOOTER_BAR = 26, 26  # pixels above and below the image in an export
+
+
 def annotated(
     image: Image.Image, view: ViewGeometry, caption: str, marks: tuple[Mark, ...] = (), scale: int = 2
 ) -> Image.Image:
-    """The image enlarged ``scale`` times with its labels, scale bar, caption, the notice and the
-    marks drawn on it: what "Export PNG" downloads."""
+    """The image enlarged ``scale`` times with its edge labels and marks drawn on it, between a
+    caption bar and a footer with the "Not for diagnostic use" notice and the scale bar: what
+    "Export PNG" downloads."""
     big = image.convert("RGB").resize((image.width * scale, image.height * scale), Image.Resampling.BILINEAR)
-    draw = ImageDraw.Draw(big)
-    font, small = _font(16), _font(13)
     w, h = big.size
+    canvas = Image.new("RGB", (w, h + CAPTION_BAR + FOOTER_BAR))
+    canvas.paste(big, (0, CAPTION_BAR))
+    draw = ImageDraw.Draw(canvas)
+    font, small = _font(16), _font(13)
+    top, bottom = CAPTION_BAR, CAPTION_BAR + h
     if view.labels:
         lab = view.labels
-        draw.text((w / 2, 6), lab.top, fill=OVERLAY, font=font, anchor="mt")
-        draw.text((w / 2, h - 6), lab.bottom, fill=OVERLAY, font=font, anchor="mb")
-        draw.text((6, h / 2), lab.left, fill=OVERLAY, font=font, anchor="lm")
-        draw.text((w - 6, h / 2), lab.right, fill=OVERLAY, font=font, anchor="rm")
+        draw.text((w / 2, top + 6), lab.top, fill=OVERLAY, font=font, anchor="mt")
+        draw.text((w / 2, bottom - 6), lab.bottom, fill=OVERLAY, font=font, anchor="mb")
+        draw.text((6, top + h / 2), lab.left, fill=OVERLAY, font=font, anchor="lm")
+        draw.text((w - 6, top + h / 2), lab.right, fill=OVERLAY, font=font, anchor="rm")
+    draw.text((8, CAPTION_BAR / 2), caption, fill=OVERLAY, font=small, anchor="lm")
+    draw.text((8, bottom + FOOTER_BAR / 2), NOTICE, fill=OVERLAY, font=small, anchor="lm")
     bar = scale_bar(view)
-    x1, y = w - 16, h - 22
+    x1, y = w - 12, bottom + FOOTER_BAR / 2
     x0 = x1 - bar.length_px * scale
     draw.line([(x0, y), (x1, y)], fill=OVERLAY, width=2)
     draw.line([(x0, y - 5), (x0, y + 5)], fill=OVERLAY, width=2)
     draw.line([(x1, y - 5), (x1, y + 5)], fill=OVERLAY, width=2)
-    draw.text(((x0 + x1) / 2, y - 6), bar.label, fill=OVERLAY, font=small, anchor="mb")
-    draw.text((8, 8), caption, fill=OVERLAY, font=small)
-    draw.text((8, h - 8), NOTICE, fill=OVERLAY, font=small, anchor="lb")
+    draw.text((x0 - 8, y), bar.label, fill=OVERLAY, font=small, anchor="rm")
     for mark in marks:
-        points = [(x * scale, yy * scale) for x, yy in mark.points]
+        points = [(x * scale, top + yy * scale) for x, yy in mark.points]
         if len(points) > 1:
             draw.line(points, fill=OVERLAY, width=2)
         for px, py in points:
             draw.ellipse([px - 3, py - 3, px + 3, py + 3], outline=OVERLAY, width=2)
         tx, ty = points[-1]
         draw.text((tx + 6, ty - 6), mark.text, fill=OVERLAY, font=small, anchor="ld")
-    return big
+    return canvas

@@ -41,9 +41,11 @@ from dicomportal.views._htmx import render
 
 bp = Blueprint("viewer", __name__, url_prefix="/viewer")
 YEAR = 365 * 24 * 3600
-# No rate limit here (the portal limits logins and sign-ups); the check is a fair share of the
-# time of an image request served from the cache.
+# No application-wide limits on the viewer: the check is a fair share of the time of an image
+# request served from the cache. The two costly downloads (STL, animated rotation: tenths of a
+# second of CPU each the first time) keep a limit of their own, per client address.
 limiter.exempt(bp)
+COSTLY = "30 per minute"
 
 
 @bp.record_once
@@ -240,6 +242,7 @@ def _mode(name: str) -> render3d.Mode:
 
 
 @bp.get("/<key>/<series>/rotation/<mode>.png")
+@limiter.limit(COSTLY)
 def rotation(key: str, series: str, mode: str) -> Response:
     """A full turn of the 3D view as an animated PNG, to download."""
     opened = _open(key, tools.EXPORT)
@@ -269,6 +272,7 @@ def segmentation_png(key: str, series: str, plane: str, index: int) -> Response:
 
 
 @bp.get("/<key>/<series>/surface.stl")
+@limiter.limit(COSTLY)
 def surface_stl(key: str, series: str) -> Response:
     """The thresholded surface (``?lo=&hi=``) as an STL file for 3D printing."""
     opened = _open(key, tools.SEGMENT)

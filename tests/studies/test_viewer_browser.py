@@ -99,7 +99,7 @@ def test_demo_viewer_tour(page: Any, live_server: str, tmp_path: Path) -> None:
     with page.expect_download() as download:
         page.locator("#export-png").click()
     exported = Image.open(download.value.path())
-    assert exported.format == "PNG" and exported.size == (512, 338)
+    assert exported.format == "PNG" and exported.size == (512, 338 + 52)  # with caption and footer bars
     page.screenshot(path=str(SHOTS / "viewer-measured.png"))
 
     # Download the bone surface as STL: a closed mesh.

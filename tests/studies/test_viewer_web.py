@@ -7,6 +7,7 @@ import io
 import re
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 import trimesh
 from flask import Flask
@@ -94,6 +95,27 @@ def test_slices_are_cacheable_pngs_and_the_series_is_decoded_once(client: FlaskC
     assert cache.volumes.made == 1
 
 
+def test_the_demo_exports_an_animated_rotation_and_previews_a_segmentation(client: FlaskClient) -> None:
+    uid = series_uid(client, "/viewer/demo")
+
+    rotation = client.get(f"/viewer/demo/{uid}/rotation/mip.png")
+    preview = client.get(f"/viewer/demo/{uid}/segmentation/axial/54.png?lo=226&hi=3071&c=40&w=400")
+
+    animation = Image.open(io.BytesIO(rotation.data))
+    assert rotation.status_code == 200 and "attachment" in rotation.headers["Content-Disposition"]
+    assert animation.format == "PNG" and getattr(animation, "is_animated", False) and animation.n_frames == 36
+    tinted = np.asarray(Image.open(io.BytesIO(preview.data)).convert("RGB")).astype(int)
+    reds = int(((tinted[..., 0] - tinted[..., 1] > 60) & (tinted[..., 0] - tinted[..., 2] > 60)).sum())
+    assert preview.status_code == 200 and reds > 500  # the skull, tinted
+
+
+def test_costly_downloads_are_limited_per_client(client: FlaskClient) -> None:
+    uid = series_uid(client, "/viewer/demo")
+    statuses = [client.get(f"/viewer/demo/{uid}/surface.stl?lo=5000&hi=6000").status_code for _ in range(31)]
+
+    assert statuses[:30] == [400] * 30 and statuses[30] == 429
+
+
 def test_a_bad_window_or_slice_is_a_clear_400_and_an_unknown_study_a_404(client: FlaskClient) -> None:
     uid = series_uid(client, "/viewer/demo")
 
@@ -176,7 +198,7 @@ def test_surgical_plan_gets_mpr_stl_and_measurements_kept_for_that_user(
     assert "attachment" in stl.headers["Content-Disposition"]
     assert trimesh.load(io.BytesIO(stl.data), file_type="stl").is_watertight
     assert note.status_code == 200 and "left orbit" in note.get_data(as_text=True)
-    assert export.status_code == 200 and Image.open(io.BytesIO(export.data)).size == (512, 338)
+    assert export.status_code == 200 and Image.open(io.BytesIO(export.data)).size == (512, 338 + 52)
     (row,) = db.session.scalars(select(Annotation)).all()
     assert row.user_id == surgeon.id and row.study_key == "sample"
     assert client.get("/viewer/sample/compare?with=sample-mr").status_code == 200
