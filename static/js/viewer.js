@@ -84,7 +84,11 @@
     var width = threeD ? vp.cfg.frameSize : geom(vp).width;
     var height = threeD ? vp.cfg.frameSize : geom(vp).height;
     var url = imageUrl(vp);
-    if (vp.img.getAttribute("src") !== url) vp.img.src = url;
+    if (vp.img.getAttribute("src") !== url) {
+      vp.frame.classList.add("loading");
+      vp.frame.setAttribute("aria-busy", "true");
+      vp.img.src = url;
+    }
     vp.img.width = width;
     vp.img.height = height;
     vp.img.alt = altText(vp);
@@ -494,7 +498,12 @@
     ["pointerup", "pointercancel"].forEach(function (name) {
       vp.frame.addEventListener(name, function () { drag = null; });
     });
-    vp.img.addEventListener("load", function () { updateScaleBar(vp); });
+    var loaded = function () {
+      vp.frame.classList.remove("loading");
+      vp.frame.removeAttribute("aria-busy");
+    };
+    vp.img.addEventListener("load", function () { loaded(); updateScaleBar(vp); });
+    vp.img.addEventListener("error", loaded);
   });
 
   document.body.addEventListener("htmx:afterSwap", function (event) {
