@@ -158,51 +158,57 @@ def viewer_page(
     mode: str | None = None,
     angle: str | None = None,
 ) -> ViewerPage:
-    """The page for ``opened`` as the query asks; a plane the plan lacks falls back to axial
-    with a notice (its image URL refuses anyway).
+    """The page for ``opened`` as the query asks. A view the plan lacks, or bad window values,
+    fall back to the axial slice with a notice saying why (the image URLs refuse anyway).
 
     :raises StudyNotFound: no such series.
-    :raises ViewError: bad window values.
     """
     states = tool_states(opened)
-    show_3d = plane == "3d"
-    asked = Plane(plane) if plane in tuple(Plane) else Plane.AXIAL
-    notice = None
-    if show_3d and not opened.allows(tools.VOLUME_3D):
-        notice, show_3d = f"The 3D view is included in the {states['3d'].plan} plan.", False
-    if not opened.allows(PLANE_TOOL[asked]):
-        state = states[PLANE_TOOL[asked].code]
-        notice = f"The {asked.value} view is part of {state.tool.name}, included in the {state.plan} plan."
-        asked = Plane.AXIAL
+    asked, show_3d, notice = _asked_view(opened, states, plane)
     chosen_index = int(index) if index and index.lstrip("-").isdigit() else None
     try:
         main = series_view(opened.study, series_uid, asked, chosen_index, parse_window(center, width), preset)
     except ViewError as exc:
         main = series_view(opened.study, series_uid, Plane.AXIAL, None, None)
         notice = str(exc)
-    other = None
-    if compare_with is not None:
-        other_plane = (
-            main.plane
-            if main.plane in render.planes_of(series_volume(compare_with, compare_with.series[0].uid))
-            else Plane.AXIAL
-        )
-        other = series_view(compare_with, None, other_plane, None, None)
     modes = render3d.modes_for(main.volume) if main.volume.supports_mpr else ()
     if show_3d and not modes:
         notice, show_3d = "This series is not a 3D volume: it has no 3D view.", False
-    chosen_mode = render3d.Mode(mode) if mode in tuple(render3d.Mode) and mode in modes else render3d.Mode.MIP
-    turn = int(angle) % 360 // render3d.ANGLE_STEP * render3d.ANGLE_STEP if angle and angle.isdigit() else 0
     return ViewerPage(
         opened=opened,
         main=main,
-        other=other,
+        other=_other_view(compare_with, main.plane) if compare_with is not None else None,
         tools=states,
         modes_3d=modes,
         threshold=mesh.default_threshold(main.volume),
         studies=studies_like(opened),
         notice=notice,
         show_3d=show_3d,
-        mode=chosen_mode,
-        angle=turn,
+        mode=render3d.Mode(mode) if mode in modes else render3d.Mode.MIP,
+        angle=int(angle) % 360 // render3d.ANGLE_STEP * render3d.ANGLE_STEP
+        if angle and angle.isdigit()
+        else 0,
     )
+
+
+def _asked_view(
+    opened: OpenedStudy, states: dict[str, ToolState], plane: str | None
+) -> tuple[Plane, bool, str | None]:
+    """The plane to show, whether the 3D view is asked for, and why not when the plan lacks it."""
+    show_3d = plane == "3d" and opened.allows(tools.VOLUME_3D)
+    notice = (
+        f"The 3D view is included in the {states['3d'].plan} plan." if plane == "3d" and not show_3d else None
+    )
+    asked = Plane(plane) if plane in tuple(Plane) else Plane.AXIAL
+    if not opened.allows(PLANE_TOOL[asked]):
+        state = states[PLANE_TOOL[asked].code]
+        notice = f"The {asked.value} view is part of {state.tool.name}, included in the {state.plan} plan."
+        asked = Plane.AXIAL
+    return asked, show_3d, notice
+
+
+def _other_view(study: Study, plane: Plane) -> SeriesView:
+    """The right-hand viewport when comparing: the other study's first series, middle slice, in
+    the same plane when it has it."""
+    planes = render.planes_of(series_volume(study, study.series[0].uid))
+    return series_view(study, None, plane if plane in planes else Plane.AXIAL, None, None)
