@@ -143,13 +143,13 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from dicomportal.views import account, auth, billing, dev, help, plans, webhooks
+    from dicomportal.views import account, auth, billing, dev, help, plans, viewer, webhooks
     from dicomportal.views._routing import IdConverter
 
     # Before any route is added: every ``<int:...>`` in every blueprint is a bounded id.
     app.url_map.converters["int"] = IdConverter
 
-    for module in (auth, plans, help, account, billing, webhooks, dev):
+    for module in (auth, plans, help, account, billing, viewer, webhooks, dev):
         app.register_blueprint(module.bp)
 
 

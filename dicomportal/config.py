@@ -173,6 +173,8 @@ def load_config(instance_path: Path) -> dict[str, Any]:
         # Request bodies: anything bigger is refused with 413 before it is read.
         "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", 16 * 1024 * 1024),
         "WEBHOOK_MAX_CONTENT_LENGTH": _int("WEBHOOK_MAX_CONTENT_LENGTH", 1024 * 1024),
+        # Viewer: megabytes of decoded series each process keeps (rendered images get a sixth more)
+        "VIEWER_CACHE_MB": _int("VIEWER_CACHE_MB", 768),
         # Security
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
         "RATELIMIT_HEADERS_ENABLED": True,

@@ -1,4 +1,5 @@
-"""A wheel of dicomportal carries its templates, static files, migrations and help articles.
+"""A wheel of dicomportal carries its templates, static files, migrations, help articles and the
+viewer's demo studies.
 
 Builds the wheel from a copy of the source tree, installs it into a fresh virtual environment
 (offline: no download, no build isolation) and, from a directory outside the source tree, renders
@@ -19,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("pyproject.toml", "README.md", "dicomportal", "templates", "static", "migrations")
-URLS = ("/pricing", "/static/vendor/htmx/htmx.min.js", "/help/", "/auth/login")
+URLS = ("/pricing", "/static/vendor/htmx/htmx.min.js", "/help/", "/auth/login", "/viewer/demo")
 
 CHECK_INSTALLED_APP = """
 import json, sys

@@ -13,7 +13,16 @@ from sqlalchemy.orm import selectinload
 from dicomportal.extensions import db
 from dicomportal.models import AddOn, Interval, OverageRate, Plan, Price
 
-PLAN_FIELDS = ("name", "audience", "description", "rank", "storage_gb", "monthly_credits", "features")
+PLAN_FIELDS = (
+    "name",
+    "audience",
+    "description",
+    "rank",
+    "storage_gb",
+    "monthly_credits",
+    "features",
+    "tools",
+)
 
 
 def load_catalog_file() -> dict[str, Any]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
 
 from dicomportal.billing.subscriptions import live_subscription
-from dicomportal.models import Subscription, SubscriptionStatus
+from dicomportal.extensions import db
+from dicomportal.models import Plan, Subscription, SubscriptionStatus
 
 GB = 1024**3
 
@@ -18,14 +21,16 @@ class Entitlements:
     can_upload: bool  # add studies to cloud storage
     storage_quota_bytes: int
     monthly_credits: int
+    tools: frozenset[str] = field(default_factory=frozenset)  # viewer tools (studies/tools.py codes)
+    plan_name: str | None = None
 
 
 NONE = Entitlements(None, None, False, False, 0, 0)
 
 
 def entitlements_for(user_id: int) -> Entitlements:
-    """Active: everything. Past due: view and upload while dunning runs. Paused: view only.
-    Incomplete (first payment not made) and ended: nothing."""
+    """Active: everything. Past due: view and upload while dunning runs. Paused: view only (with
+    the plan's viewer tools). Incomplete (first payment not made) and ended: nothing."""
     return entitlements_of(live_subscription(user_id))
 
 
@@ -45,4 +50,15 @@ def entitlements_of(subscription: Subscription | None) -> Entitlements:
         can_upload=status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE),
         storage_quota_bytes=plan.storage_gb * GB,
         monthly_credits=plan.monthly_credits,
+        tools=frozenset(plan.tools),
+        plan_name=plan.name,
     )
+
+
+def plans_by_tool() -> dict[str, str]:
+    """For each viewer tool, the name of the cheapest plan on sale that includes it (the label a
+    tool carries where the customer's plan lacks it, and on the public demo)."""
+    cheapest: dict[str, str] = {}
+    for plan in db.session.scalars(select(Plan).where(Plan.active.is_(True)).order_by(Plan.rank.desc())):
+        cheapest.update({tool: plan.name for tool in plan.tools})
+    return cheapest

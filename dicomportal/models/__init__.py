@@ -1,5 +1,6 @@
 """SQLAlchemy models, one module per aggregate. Importing this package registers them all."""
 
+from dicomportal.models.annotation import Annotation, AnnotationKind
 from dicomportal.models.billing import (
     IN_FLIGHT,
     BillingReason,
@@ -22,6 +23,8 @@ from dicomportal.models.user import BillingProfile, LoginSession, Role, User
 __all__ = [
     "IN_FLIGHT",
     "AddOn",
+    "Annotation",
+    "AnnotationKind",
     "AuditLog",
     "BillingProfile",
     "BillingReason",

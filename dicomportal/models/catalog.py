@@ -33,6 +33,8 @@ class Plan(db.Model):  # type: ignore[name-defined,misc]
     storage_gb: Mapped[int] = mapped_column(Integer)
     monthly_credits: Mapped[int] = mapped_column(Integer)
     features: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The viewer tools the plan includes (codes from dicomportal/studies/tools.py).
+    tools: Mapped[list[str]] = mapped_column(JSON, default=list)
     highlighted: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 

@@ -16,6 +16,12 @@ def home() -> Response:
     return redirect(url_for("plans.pricing"))  # type: ignore[return-value]
 
 
+@bp.get("/demo")
+def demo() -> Response:
+    """The free demo viewer: no account, a pre-loaded scan, every tool."""
+    return redirect(url_for("viewer.page", key="demo"))  # type: ignore[return-value]
+
+
 @bp.get("/pricing")
 def pricing() -> Response:
     """Plans for ``?interval=month|year`` (anything else: monthly); only the cards for htmx."""

@@ -1,0 +1,197 @@
+"""Opening a study: the one place that turns a study key and a user into something to view.
+
+Every viewer route goes through :func:`open_study`. Today it knows the public demo studies
+(``demo``, ``demo-mr``: anyone, every tool) and the same data as customers' sample studies
+(``sample``, ``sample-mr``: a logged-in customer with a live subscription, with their plan's
+tools). Customers' own stored studies (local disk or Orthanc) plug in here later, as another
+kind of key, without touching the views: they only need to give files to ``dicomio``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import pydicom
+
+from dicomportal.billing.entitlements import entitlements_for, plans_by_tool
+from dicomportal.studies import cache, demo
+from dicomportal.studies.dicomio import DicomReadError, Source, read_series
+from dicomportal.studies.tools import ALL, Tool
+from dicomportal.studies.volume import Volume
+
+
+class Viewer(Protocol):
+    """The user asking: Flask-Login's ``current_user`` (anonymous or not), read only when the
+    study needs it, so the public demo never loads a session or a user row."""
+
+    @property
+    def is_authenticated(self) -> bool: ...
+
+    @property
+    def id(self) -> int: ...
+
+
+class StudyNotFound(LookupError):
+    """No study with this key (or not one this user may see: the same answer, a 404)."""
+
+
+class LoginRequired(PermissionError):
+    """Customers' studies need a login."""
+
+
+class NoViewerAccess(PermissionError):
+    """Logged in, but no live subscription lets this customer open studies."""
+
+
+class ToolNotInPlan(PermissionError):
+    """The customer's plan does not include this tool; the message names the plan that does."""
+
+    def __init__(self, tool: Tool, needed_plan: str | None, current_plan: str | None) -> None:
+        self.tool, self.needed_plan = tool, needed_plan
+        where = f"the {needed_plan} plan" if needed_plan else "a higher plan"
+        yours = f"Your {current_plan} plan" if current_plan else "Your plan"
+        super().__init__(
+            f"{tool.name} is included in {where} and above. {yours} does not include it: "
+            "compare plans on the pricing page to change."
+        )
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    """One series of a study as the viewer lists it."""
+
+    uid: str
+    description: str
+    modality: str
+    images: int
+
+
+@dataclass(frozen=True, eq=False)
+class Study:
+    """A study the viewer can show: its key in URLs, its series, and how to get their files."""
+
+    key: str
+    title: str
+    summary: str
+    source_id: str  # what the caches key on: the same data under two keys is decoded once
+    series: tuple[SeriesInfo, ...]
+    files: Callable[[str], Iterable[Source]] = field(repr=False)  # series uid -> its DICOM files
+
+    def series_info(self, uid: str) -> SeriesInfo:
+        """:raises StudyNotFound: no such series in this study."""
+        for info in self.series:
+            if info.uid == uid:
+                return info
+        raise StudyNotFound(f"No series {uid} in this study.")
+
+
+@dataclass(frozen=True)
+class OpenedStudy:
+    """A study opened by someone: which tools they may use on it."""
+
+    study: Study
+    tools: frozenset[str]
+    demo: bool  # the public demo: every tool, each labelled with the plan that includes it
+    plan_name: str | None  # the customer's plan (None on the demo)
+
+    def allows(self, tool: Tool) -> bool:
+        """Whether ``tool`` may be used here."""
+        return tool.code in self.tools
+
+    def require(self, tool: Tool) -> None:
+        """:raises ToolNotInPlan: the customer's plan lacks ``tool``."""
+        if not self.allows(tool):
+            raise ToolNotInPlan(tool, plans_by_tool().get(tool.code), self.plan_name)
+
+
+DEMO_KEYS = {"demo": demo.CT_HEAD, "demo-mr": demo.MR_HEAD}
+SAMPLE_KEYS = {"sample": demo.CT_HEAD, "sample-mr": demo.MR_HEAD}
+
+
+def open_study(key: str, user: Viewer | None) -> OpenedStudy:
+    """The study ``key`` as ``user`` (None or not authenticated: anonymous) may see it.
+
+    :raises StudyNotFound: unknown key.
+    :raises LoginRequired: a customer's study and nobody is logged in.
+    :raises NoViewerAccess: logged in without a subscription that allows viewing.
+    """
+    if key in DEMO_KEYS:
+        return OpenedStudy(_shipped_study(key, DEMO_KEYS[key]), ALL, demo=True, plan_name=None)
+    if key not in SAMPLE_KEYS:
+        raise StudyNotFound(f"No study {key!r}.")
+    if user is None or not user.is_authenticated:
+        raise LoginRequired("Log in to open your studies.")
+    rights = entitlements_for(user.id)
+    if not rights.can_view:
+        raise NoViewerAccess("Opening studies needs a subscription. Choose a plan to start.")
+    return OpenedStudy(
+        _shipped_study(key, SAMPLE_KEYS[key]), rights.tools, demo=False, plan_name=rights.plan_name
+    )
+
+
+def studies_like(opened: OpenedStudy) -> list[Study]:
+    """The studies this viewer may compare ``opened`` with: the demo's for the demo, the
+    customer's samples for a customer (their stored studies will join them)."""
+    keys = DEMO_KEYS if opened.demo else SAMPLE_KEYS
+    return [_shipped_study(key, data) for key, data in keys.items()]
+
+
+def find_study(opened: OpenedStudy, key: str) -> Study:
+    """Another study the same viewer may open (for comparing).
+
+    :raises StudyNotFound: not one of :func:`studies_like`.
+    """
+    for study in studies_like(opened):
+        if study.key == key:
+            return study
+    raise StudyNotFound(f"No study {key!r}.")
+
+
+def series_volume(study: Study, series_uid: str) -> Volume:
+    """The decoded series, from the per-process cache (decoded at most once per process).
+
+    :raises StudyNotFound: no such series.
+    :raises DicomReadError: its files cannot be shown.
+    """
+    study.series_info(series_uid)
+
+    def decode() -> Volume:
+        for volume in read_series(study.files(series_uid)):
+            if volume.series_uid == series_uid:
+                return volume
+        raise DicomReadError("The series has no images.")
+
+    return cache.volumes.get_or_make((study.source_id, series_uid), decode)
+
+
+@functools.cache
+def _series_of_folder(data: demo.DemoStudy) -> tuple[tuple[SeriesInfo, tuple[str, ...]], ...]:
+    """Each series in a shipped folder with its files, from the headers only (no pixel data)."""
+    found: dict[str, tuple[SeriesInfo, list[str]]] = {}
+    for path in data.files():
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        uid = str(ds.SeriesInstanceUID)
+        info, files = found.get(uid) or (
+            SeriesInfo(uid, str(ds.get("SeriesDescription", "")), str(ds.Modality), 0),
+            [],
+        )
+        files.append(str(path))
+        found[uid] = (SeriesInfo(uid, info.description, info.modality, len(files)), files)
+    return tuple((info, tuple(files)) for info, files in found.values())
+
+
+@functools.cache
+def _shipped_study(key: str, data: demo.DemoStudy) -> Study:
+    series = _series_of_folder(data)
+    files = {info.uid: paths for info, paths in series}
+    return Study(
+        key=key,
+        title=data.title,
+        summary=data.summary,
+        source_id=data.source_id,
+        series=tuple(info for info, _ in series),
+        files=lambda uid: files[uid],
+    )
