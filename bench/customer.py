@@ -12,9 +12,8 @@ from dateutil.relativedelta import relativedelta
 from flask import current_app
 from sqlalchemy import select
 
-from dicomportal import create_app
+from dicomportal import clock, create_app
 from dicomportal.accounts import create_user
-from dicomportal.billing import clock
 from dicomportal.billing.invoicing import create_invoice, finalize, mark_paid
 from dicomportal.billing.periods import period_boundary
 from dicomportal.billing.subscriptions import plan_line

@@ -218,8 +218,7 @@ def seed(url: str, cards: list[Card]) -> None:
 
 def child() -> None:
     """One worker's pass, timed from inside (the app is built first); prints JSON."""
-    from dicomportal import create_app
-    from dicomportal.billing import clock, jobs
+    from dicomportal import clock, create_app, jobs
 
     app = create_app(instance_path=str(ROOT / "bench" / "out"))
     with app.app_context():
@@ -356,7 +355,7 @@ def main() -> None:
         return
 
     from bench.stripe_latency_proxy import LatencyProxy
-    from dicomportal.stripe_server import LocalStripe, free_port
+    from dicomportal.devtools.stripe_server import LocalStripe, free_port
 
     sizes = [int(s) for s in args.sizes.split(",")]
     worker_counts = [int(w) for w in args.workers.split(",")]

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "RESULTS.md"
 RUNS_MARKER = "<!-- runs: newest first; bench/run.py inserts below this line -->"
-PORTAL_PATHS = ("/pricing", "/help/", "/help/?q=refund")
+PORTAL_PATHS = ("/plans/", "/help/", "/help/?q=refund")
 DASHBOARD_PATH = "/account/"
 Headers = tuple[tuple[str, str], ...]
 CSRF_INPUT = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')  # the login form's hidden field

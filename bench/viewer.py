@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
         env = prepare_database(Path(tmp))
         with (
             gunicorn(bare_cmd, env, f"http://127.0.0.1:{bare_port}/"),
-            gunicorn(app_cmd, env, f"{app_base}/pricing"),
+            gunicorn(app_cmd, env, f"{app_base}/plans/"),
         ):
             url = slice_url(app_base)
             _, headers, _ = fetch(url)

@@ -66,6 +66,7 @@ def create_app(
     register_template_helpers(app)
     register_security_headers(app)
     register_commands(app)
+    register_jobs()
     return app
 
 
@@ -143,13 +144,24 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from dicomportal.views import account, auth, billing, dev, help, plans, viewer, webhooks
+    from dicomportal.views import (
+        account,
+        auth,
+        billing,
+        checkout,
+        dev,
+        help,
+        plans,
+        redirects,
+        viewer,
+        webhooks,
+    )
     from dicomportal.views._routing import IdConverter
 
     # Before any route is added: every ``<int:...>`` in every blueprint is a bounded id.
     app.url_map.converters["int"] = IdConverter
 
-    for module in (auth, plans, help, account, billing, viewer, webhooks, dev):
+    for module in (redirects, auth, plans, checkout, billing, account, help, viewer, webhooks, dev):
         app.register_blueprint(module.bp)
 
 
@@ -186,7 +198,7 @@ def register_errorhandlers(app: Flask) -> None:
 
 
 def register_template_helpers(app: Flask) -> None:
-    from dicomportal.formatting import format_money
+    from dicomportal.billing.money import format_money
 
     app.jinja_env.filters["money"] = format_money
 
@@ -220,6 +232,13 @@ def register_security_headers(app: Flask) -> None:
         if getattr(request, "htmx", None) is not None:
             response.vary.add("HX-Request")
         return response
+
+
+def register_jobs() -> None:
+    """Each domain's scheduled jobs register themselves with ``dicomportal.jobs`` when imported."""
+    import dicomportal.accounts.jobs
+    import dicomportal.billing.jobs
+    import dicomportal.mail.jobs  # noqa: F401
 
 
 def register_commands(app: Flask) -> None:

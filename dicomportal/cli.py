@@ -49,7 +49,7 @@ def main() -> None:
 )
 def demo_command(host: str, port: int, stripe_port: int | None, data_dir: Path | None) -> None:
     """Run the whole portal locally: localstripe, a seeded database, demo logins. Ctrl-C stops it."""
-    from dicomportal.demo import DemoError, DemoOptions, run_demo
+    from dicomportal.devtools.demo import DemoError, DemoOptions, run_demo
 
     options = DemoOptions(host=host, port=port, stripe_port=stripe_port, data_dir=data_dir)
     try:
@@ -63,7 +63,7 @@ def demo_command(host: str, port: int, stripe_port: int | None, data_dir: Path |
 @click.option("--port", default=8420, show_default=True, type=int)
 def stripe_server_command(host: str, port: int) -> None:
     """Serve localstripe (a local Stripe API) in memory until Ctrl-C."""
-    from dicomportal.stripe_server import serve
+    from dicomportal.devtools.stripe_server import serve
 
     click.echo(f"localstripe at http://{host}:{port} (in memory). Press Ctrl-C to stop")
     serve(host, port)
@@ -128,7 +128,7 @@ def create_user_command(email: str, name: str, role: str, password: str) -> None
 @with_appcontext
 def tick_command(now: str | None) -> None:
     """Run every scheduled job once (renewals, dunning retries, reconcile, mail), at --now if given."""
-    from dicomportal.billing import clock, jobs
+    from dicomportal import clock, jobs
 
     if now:
         moment = _parse_moment(now)
@@ -152,7 +152,7 @@ def _parse_moment(text: str) -> datetime:
 @with_appcontext
 def worker_command(interval: float) -> None:
     """Run the scheduled jobs in a loop until interrupted (run one per deployment, or more on PostgreSQL)."""
-    from dicomportal.billing import jobs
+    from dicomportal import jobs
 
     click.echo(f"worker: a pass every {interval:g} s; Ctrl-C to stop")
     try:

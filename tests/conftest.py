@@ -26,8 +26,8 @@ from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
 from dicomportal import create_app
+from dicomportal.devtools.stripe_server import LocalStripe, free_port
 from dicomportal.extensions import db, limiter
-from dicomportal.stripe_server import LocalStripe, free_port
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -161,7 +161,7 @@ def smtp(_smtp_server: SmtpSink) -> SmtpSink:
 @pytest.fixture(autouse=True)
 def _real_time_after_each_test() -> Iterator[None]:
     """``tick --now`` and the demo clock move this process's clock; no test inherits the move."""
-    from dicomportal.billing import clock
+    from dicomportal import clock
 
     yield
     clock.reset()

@@ -19,7 +19,7 @@ def test_visitor_compares_annual_prices_signs_up_and_resets_the_password(
 ) -> None:
     from playwright.sync_api import expect
 
-    page.goto(f"{live_server}/pricing")
+    page.goto(f"{live_server}/plans/")
     page.get_by_role("link", name=re.compile("Annual")).click()
     cards = page.locator("#plan-cards")
     expect(cards).to_contain_text("Save up to 50%")
@@ -33,7 +33,7 @@ def test_visitor_compares_annual_prices_signs_up_and_resets_the_password(
     page.get_by_label("Email").fill(EMAIL)
     page.get_by_label("Password").fill("first password 123")
     page.get_by_role("button", name="Create account").click()
-    expect(page).to_have_url(re.compile(r"/subscribe/professional\?interval=year"))
+    expect(page).to_have_url(re.compile(r"/checkout/professional\?interval=year"))
 
     page.get_by_role("button", name="Log out").click()
     expect(page.get_by_role("link", name="Log in")).to_be_visible()

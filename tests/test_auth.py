@@ -98,9 +98,9 @@ def test_signup_with_a_taken_email_in_other_case_is_refused(client: FlaskClient,
 
 
 def test_signup_keeps_next_so_subscribe_continues_to_the_chosen_plan(client: FlaskClient) -> None:
-    target = "/subscribe/md?interval=year"
+    target = "/checkout/md?interval=year"
     form = client.get("/auth/signup", query_string={"next": target})
-    assert 'name="next" type="hidden" value="/subscribe/md?interval=year"' in text(form)
+    assert 'name="next" type="hidden" value="/checkout/md?interval=year"' in text(form)
     response = client.post(
         "/auth/signup",
         data={"name": "Pat Lee", "email": "pat@example.com", "password": PASSWORD, "next": target},

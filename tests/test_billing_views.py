@@ -20,9 +20,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from dicomportal import jobs
 from dicomportal.accounts import create_user, start_session
-from dicomportal.billing import cards, jobs, subscriptions
+from dicomportal.billing import cards, subscriptions
 from dicomportal.billing.invoicing import invoices_for
+from dicomportal.devtools.stripe_server import free_port
 from dicomportal.extensions import db
 from dicomportal.models import (
     BillingProfile,
@@ -33,7 +35,6 @@ from dicomportal.models import (
     SubscriptionStatus,
     User,
 )
-from dicomportal.stripe_server import free_port
 from tests.billing.conftest import (
     DECLINED_AT_CHARGE,
     GOOD_CARD,
@@ -46,9 +47,9 @@ from tests.billing.conftest import (
 )
 from tests.conftest import AuthActions, SmtpSink
 
-STEP_ONE = "/subscribe/professional?interval=month"
-CARD_STEP = "/subscribe/professional/card?interval=month"
-CONFIRM = "/subscribe/professional/confirm?interval=month"
+STEP_ONE = "/checkout/professional?interval=month"
+CARD_STEP = "/checkout/professional/card?interval=month"
+CONFIRM = "/checkout/professional/confirm?interval=month"
 DETAILS = {
     "name": "Pat Lee",
     "company": "Lee Physio",
@@ -201,13 +202,13 @@ def test_card_step_without_billing_details_goes_back_to_step_one(
     assert response.headers["Location"] == STEP_ONE
 
 
-@pytest.mark.parametrize("path", ["/subscribe/nope?interval=month", "/subscribe/professional?interval=week"])
+@pytest.mark.parametrize("path", ["/checkout/nope?interval=month", "/checkout/professional?interval=week"])
 def test_an_unknown_plan_or_interval_is_not_found(client: FlaskClient, auth: AuthActions, path: str) -> None:
     auth.signup()
     assert client.get(path).status_code == 404
 
 
-@pytest.mark.parametrize("path", [STEP_ONE, CARD_STEP, "/subscribe/done", "/billing/card", "/account/"])
+@pytest.mark.parametrize("path", [STEP_ONE, CARD_STEP, "/checkout/done", "/billing/card", "/account/"])
 def test_billing_pages_ask_visitors_to_log_in(client: FlaskClient, path: str) -> None:
     response = client.get(path)
     assert response.status_code == 302
@@ -225,12 +226,12 @@ def test_subscribing_with_a_confirmed_card_activates_and_the_dashboard_shows_it(
     response = confirm_with(app, client, user)
 
     assert response.status_code == 303
-    assert response.headers["Location"] == "/subscribe/done"
+    assert response.headers["Location"] == "/checkout/done"
     subscription = subscriptions.live_subscription(user.id)
     assert subscription is not None and subscription.status == SubscriptionStatus.ACTIVE
     (invoice,) = invoices_for(user.id)
     renews_on = long_date(subscription.current_period_end)
-    done = page_text(client.get("/subscribe/done"))
+    done = page_text(client.get("/checkout/done"))
     assert "You're subscribed to Professional" in done
     assert "Amount paid $29" in done and f"Invoice {invoice.number}" in done
     assert f"Renews on {renews_on}" in done
@@ -256,7 +257,7 @@ def test_a_double_submitted_confirm_subscribes_and_charges_once(
     first = client.post(CONFIRM, data={"setup_intent_id": setup_id})
     second = client.post(CONFIRM, data={"setup_intent_id": setup_id})
 
-    assert first.headers["Location"] == "/subscribe/done"
+    assert first.headers["Location"] == "/checkout/done"
     assert second.status_code == 303 and second.headers["Location"] == "/account/"
     assert "You already have the Professional plan" in page_text(client.get("/account/"))
     assert subscription_count() == 1
@@ -282,7 +283,7 @@ def test_two_confirm_posts_at_the_same_moment_make_one_subscription_and_one_char
     for thread in threads:
         thread.join(60)
 
-    assert sorted(answers) == ["/account/", "/subscribe/done"]
+    assert sorted(answers) == ["/account/", "/checkout/done"]
     assert subscription_count() == 1
     assert [(i.status, i.amount) for i in intents_of(app, user)] == [("succeeded", 2900)]
 
@@ -318,7 +319,7 @@ def test_a_card_declined_at_the_first_charge_says_so_and_gives_no_subscription(
     assert invoice.status == InvoiceStatus.VOID and invoice.amount_paid_cents == 0
     assert "Compare plans" in page_text(client.get("/account/"))
 
-    assert confirm_with(app, client, user, GOOD_CARD).headers["Location"] == "/subscribe/done"  # another card
+    assert confirm_with(app, client, user, GOOD_CARD).headers["Location"] == "/checkout/done"  # another card
 
 
 def test_a_setup_intent_id_that_is_not_one_is_refused_without_calling_stripe(
@@ -385,7 +386,7 @@ def test_three_d_secure_at_subscribe_asks_the_bank_then_activates(
     response = confirm_with(app, client, user, THREE_D_SECURE)
 
     payment = waiting_payment(user)
-    assert response.headers["Location"] == f"/subscribe/authenticate/{payment.id}"
+    assert response.headers["Location"] == f"/checkout/authenticate/{payment.id}"
     page = client.get(response.headers["Location"])
     assert f'data-client-secret="{payment.client_secret}"' in page.get_data(as_text=True)
     assert 'data-autostart="true"' in page.get_data(as_text=True)
@@ -393,11 +394,11 @@ def test_three_d_secure_at_subscribe_asks_the_bank_then_activates(
     assert client.get(STEP_ONE).headers["Location"] == response.headers["Location"]  # finish, not restart
 
     authenticate_payment(app, payment.stripe_payment_intent_id, payment.client_secret, success=True)
-    done = client.post("/subscribe/complete", data={"payment_id": str(payment.id)})
+    done = client.post("/checkout/complete", data={"payment_id": str(payment.id)})
 
-    assert done.headers["Location"] == "/subscribe/done"
+    assert done.headers["Location"] == "/checkout/done"
     assert subscriptions.live_subscription(user.id).status == SubscriptionStatus.ACTIVE
-    assert "You're subscribed to Professional" in page_text(client.get("/subscribe/done"))
+    assert "You're subscribed to Professional" in page_text(client.get("/checkout/done"))
 
 
 def test_failed_three_d_secure_says_so_and_leaves_no_subscription(
@@ -408,7 +409,7 @@ def test_failed_three_d_secure_says_so_and_leaves_no_subscription(
     payment = waiting_payment(user)
 
     authenticate_payment(app, payment.stripe_payment_intent_id, payment.client_secret, success=False)
-    response = client.post("/subscribe/complete", data={"payment_id": str(payment.id)})
+    response = client.post("/checkout/complete", data={"payment_id": str(payment.id)})
 
     assert response.status_code == 200
     text = page_text(response)
@@ -424,9 +425,9 @@ def test_someone_elses_payment_is_not_found(app: Flask, client: FlaskClient, aut
     payment = waiting_payment(other)
     auth.signup()
 
-    assert client.post("/subscribe/complete", data={"payment_id": str(payment.id)}).status_code == 404
-    assert client.get(f"/subscribe/authenticate/{payment.id}").status_code == 404
-    assert client.post("/subscribe/complete", data={"payment_id": "999999"}).status_code == 404
+    assert client.post("/checkout/complete", data={"payment_id": str(payment.id)}).status_code == 404
+    assert client.get(f"/checkout/authenticate/{payment.id}").status_code == 404
+    assert client.post("/checkout/complete", data={"payment_id": "999999"}).status_code == 404
     db.session.refresh(payment)
     assert payment.status == PaymentStatus.REQUIRES_ACTION
 
@@ -557,9 +558,9 @@ def test_three_d_secure_when_paying_an_open_invoice_returns_to_the_dashboard(
         payment = db.session.scalars(
             select(Payment).where(Payment.status == PaymentStatus.REQUIRES_ACTION)
         ).one()
-        assert response.headers["Location"] == f"/subscribe/authenticate/{payment.id}"
+        assert response.headers["Location"] == f"/checkout/authenticate/{payment.id}"
         authenticate_payment(app, payment.stripe_payment_intent_id, payment.client_secret, success=True)
-        done = client.post("/subscribe/complete", data={"payment_id": str(payment.id)})
+        done = client.post("/checkout/complete", data={"payment_id": str(payment.id)})
         text = page_text(client.get("/account/"))
 
     assert done.headers["Location"] == "/account/"

@@ -30,8 +30,8 @@ import pytest
 import stripe
 from dateutil.relativedelta import relativedelta
 
-from dicomportal.demo import DEMO_CUSTOMER, DEMO_SECRET_KEY
-from dicomportal.stripe_server import free_port
+from dicomportal.devtools.demo import DEMO_CUSTOMER, DEMO_SECRET_KEY
+from dicomportal.devtools.stripe_server import free_port
 
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 10.0
@@ -79,7 +79,7 @@ def _wait_for_url(proc: subprocess.Popen[str], seen: queue.Queue[str], lines: li
             if proc.poll() is not None:
                 break
             continue
-        found = re.search(r"Demo running at (http://\S+?)/pricing", line)
+        found = re.search(r"Demo running at (http://\S+?)/plans/", line)
         if found:
             return found.group(1)
     joined = "\n".join(lines)
@@ -214,7 +214,7 @@ class Browser:
 
 
 def test_demo_serves_pricing_in_test_mode_and_prints_the_logins(demo: DemoProcess) -> None:
-    status, _, page = Browser(demo.url).get("/pricing")
+    status, _, page = Browser(demo.url).get("/plans/")
 
     assert status == 200, demo.output
     assert "TEST MODE" in page
@@ -267,12 +267,12 @@ def log_in(browser: Browser) -> None:
 
 def subscribe_with_card(browser: Browser, stripe_api_base: str, plan_code: str, card_number: str) -> None:
     """The subscribe flow as the browser runs it; the SDK plays Stripe.js confirming the SetupIntent."""
-    _, _, form = browser.get(f"/subscribe/{plan_code}")
+    _, _, form = browser.get(f"/checkout/{plan_code}")
     details = {"name": "Demo Customer", "country": "US", "address_line1": "1 Main St", "city": "Springfield"}
     status, url, card_page = browser.post(
-        f"/subscribe/{plan_code}", details | {"postal_code": "12345", "csrf_token": csrf_token(form)}
+        f"/checkout/{plan_code}", details | {"postal_code": "12345", "csrf_token": csrf_token(form)}
     )
-    assert status == 200 and urllib.parse.urlparse(url).path == f"/subscribe/{plan_code}/card", url
+    assert status == 200 and urllib.parse.urlparse(url).path == f"/checkout/{plan_code}/card", url
     card_form = parse(card_page).by_id["card-form"]
     setup_intent_id = str(card_form["data-client-secret"]).split("_secret_")[0]
     card = {"number": card_number, "exp_month": 12, "exp_year": 2035, "cvc": "123"}
@@ -285,7 +285,7 @@ def subscribe_with_card(browser: Browser, stripe_api_base: str, plan_code: str, 
         str(card_form["action"]), {"setup_intent_id": setup_intent_id, "csrf_token": csrf_token(card_page)}
     )
 
-    assert status == 200 and urllib.parse.urlparse(url).path == "/subscribe/done", url
+    assert status == 200 and urllib.parse.urlparse(url).path == "/checkout/done", url
 
 
 def demo_time(page: str) -> datetime:

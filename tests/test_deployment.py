@@ -11,12 +11,13 @@ import pytest
 from click.testing import CliRunner
 from flask import Flask
 
-from dicomportal import create_app, demo
+from dicomportal import create_app
 from dicomportal.cli import build_cli
 from dicomportal.config import load_config
 from dicomportal.deployment.checklist import Finding, Level, run_checks
 from dicomportal.deployment.safety import PUBLIC_STRIPE_KEYS, PUBLIC_WEBHOOK_SECRETS, UnsafeSettings
-from dicomportal.stripe_server import free_port
+from dicomportal.devtools import demo
+from dicomportal.devtools.stripe_server import free_port
 from tests.conftest import WEBHOOK_SECRET, SmtpSink
 
 LIVE = {

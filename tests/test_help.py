@@ -7,7 +7,7 @@ import re
 import pytest
 from flask.testing import FlaskClient
 
-from dicomportal.helpcentre import Article, ArticleError, help_centre, parse_article, render_markdown
+from dicomportal.help import Article, ArticleError, help_centre, parse_article, render_markdown
 
 REQUIRED_TOPICS = {
     "how-to-subscribe": "How to subscribe",

@@ -39,7 +39,7 @@ def test_every_int_route_answers_404_for_an_id_no_column_can_hold(
 ) -> None:
     auth.signup()  # logged in: the views would run their queries
     routes = int_routes(app)
-    assert {r.endpoint for r in routes} >= {"billing.authenticate", "dev.outbox_email"}
+    assert {r.endpoint for r in routes} >= {"checkout.authenticate", "dev.outbox_email"}
 
     answers = {
         (rule.endpoint, method, value[:12]): client.open(url_for_id(rule, value), method=method).status_code
@@ -53,7 +53,7 @@ def test_every_int_route_answers_404_for_an_id_no_column_can_hold(
 
 def test_the_largest_id_still_reaches_the_view(client: FlaskClient, auth: AuthActions) -> None:
     auth.signup()
-    response = client.get(f"/subscribe/authenticate/{MAX_ID}")
+    response = client.get(f"/checkout/authenticate/{MAX_ID}")
     assert response.status_code == 404  # the view looked and found no such payment
     assert "Page not found" in response.get_data(as_text=True)
 
@@ -63,7 +63,7 @@ def test_a_payment_id_too_large_in_the_3d_secure_form_is_a_404(
 ) -> None:
     auth.signup()
     for value in (str(MAX_ID + 1), "9" * 18, "9" * 20, "12abc"):
-        assert client.post("/subscribe/complete", data={"payment_id": value}).status_code == 404, value
+        assert client.post("/checkout/complete", data={"payment_id": value}).status_code == 404, value
 
 
 def test_the_converter_bounds_ids_without_an_app() -> None:

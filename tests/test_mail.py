@@ -10,10 +10,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from dicomportal.accounts import create_user, request_password_reset
+from dicomportal.devtools.stripe_server import free_port
 from dicomportal.extensions import db
 from dicomportal.mail import MAX_ATTEMPTS, commit_and_deliver, deliver_pending, queue_email
 from dicomportal.models import EmailOutbox
-from dicomportal.stripe_server import free_port
 from tests.conftest import SmtpSink
 
 CLOSED_PORT = free_port()  # nothing listens there: connecting is refused

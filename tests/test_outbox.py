@@ -76,7 +76,7 @@ def test_links_in_plain_text_become_clickable_without_trailing_punctuation() -> 
 
 @pytest.mark.parametrize("app_config", [{"DEMO_MODE": True}], indirect=True)
 def test_demo_clock_moves_time_forward_and_runs_the_jobs(client: FlaskClient) -> None:
-    from dicomportal.billing import clock
+    from dicomportal import clock
 
     before = clock.now()
     try:

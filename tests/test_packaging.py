@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("pyproject.toml", "README.md", "dicomportal", "templates", "static", "migrations")
-URLS = ("/pricing", "/static/vendor/htmx/htmx.min.js", "/help/", "/auth/login", "/viewer/demo")
+URLS = ("/plans/", "/static/vendor/htmx/htmx.min.js", "/help/", "/auth/login", "/viewer/demo")
 
 CHECK_INSTALLED_APP = """
 import json, sys

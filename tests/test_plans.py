@@ -19,8 +19,8 @@ from dicomportal.billing.catalog import (
     offers,
     seed_catalog,
 )
+from dicomportal.billing.money import format_money
 from dicomportal.extensions import db
-from dicomportal.formatting import format_money
 from dicomportal.models import Interval
 
 
@@ -45,9 +45,7 @@ def subscribe_links(markup: str) -> dict[str, str]:
 
 def get_pricing(client: FlaskClient, interval: str | None = None, **headers: str) -> str:
     """The pricing page (or its htmx partial) for ``interval``, which must answer 200."""
-    response = client.get(
-        "/pricing", query_string={"interval": interval} if interval else {}, headers=headers
-    )
+    response = client.get("/plans/", query_string={"interval": interval} if interval else {}, headers=headers)
     assert response.status_code == 200
     return response.get_data(as_text=True)
 
@@ -55,7 +53,7 @@ def get_pricing(client: FlaskClient, interval: str | None = None, **headers: str
 def test_home_page_redirects_to_pricing(client: FlaskClient) -> None:
     response = client.get("/")
     assert response.status_code == 302
-    assert urlsplit(response.headers["Location"]).path == "/pricing"
+    assert urlsplit(response.headers["Location"]).path == "/plans/"
 
 
 def test_monthly_pricing_lists_the_four_plans_at_their_catalog_prices(client: FlaskClient) -> None:
@@ -112,15 +110,15 @@ def test_interval_toggle_is_plain_links_enhanced_by_htmx(client: FlaskClient) ->
 
     for interval in ("month", "year"):
         link = re.search(rf'<a id="interval-{interval}"[^>]*>', markup).group(0)
-        assert f'href="/pricing?interval={interval}"' in link
-        assert f'hx-get="/pricing?interval={interval}"' in link
+        assert f'href="/plans/?interval={interval}"' in link
+        assert f'hx-get="/plans/?interval={interval}"' in link
         assert 'hx-target="#plan-cards"' in link and 'hx-push-url="true"' in link
     assert re.search(r'<a id="interval-month"[^>]*aria-current="page"', markup)
     assert not re.search(r'<a id="interval-year"[^>]*aria-current', markup)
 
 
 def test_htmx_toggle_gets_only_the_plan_cards_with_the_toggle_state(client: FlaskClient) -> None:
-    response = client.get("/pricing?interval=year", headers={"HX-Request": "true"})
+    response = client.get("/plans/?interval=year", headers={"HX-Request": "true"})
 
     body = response.get_data(as_text=True)
     assert response.status_code == 200
@@ -132,7 +130,7 @@ def test_htmx_toggle_gets_only_the_plan_cards_with_the_toggle_state(client: Flas
 
 
 def test_full_page_also_varies_on_hx_request(client: FlaskClient) -> None:
-    response = client.get("/pricing")
+    response = client.get("/plans/")
 
     assert "<html" in response.get_data(as_text=True)
     assert "HX-Request" in response.headers["Vary"]
@@ -181,7 +179,7 @@ def test_anonymous_visitor_signs_up_first_then_subscribes(client: FlaskClient) -
         assert list(links) == ["patient", "professional", "md", "surgical"]
         href = urlsplit(links["md"])
         assert href.path == "/auth/signup"
-        assert parse_qs(href.query)["next"] == [f"/subscribe/md?interval={interval}"]
+        assert parse_qs(href.query)["next"] == [f"/checkout/md?interval={interval}"]
 
 
 def test_signed_in_customer_goes_straight_to_subscribe(app: Flask, client: FlaskClient) -> None:
@@ -194,7 +192,7 @@ def test_signed_in_customer_goes_straight_to_subscribe(app: Flask, client: Flask
 
     links = subscribe_links(get_pricing(client, "year"))
 
-    assert links["surgical"] == "/subscribe/surgical?interval=year"
+    assert links["surgical"] == "/checkout/surgical?interval=year"
     assert client.get(links["surgical"]).status_code == 200
 
 

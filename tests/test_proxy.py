@@ -55,7 +55,7 @@ def test_without_trusted_hops_x_forwarded_for_is_ignored(app: Flask, auth: AuthA
 
 def served_environ(app: Flask, headers: dict[str, str]) -> dict[str, Any]:
     """The WSGI environ after the app answered, as gunicorn's access log reads it."""
-    environ = EnvironBuilder(path="/pricing", headers=headers, environ_base=PROXY).get_environ()
+    environ = EnvironBuilder(path="/plans/", headers=headers, environ_base=PROXY).get_environ()
     statuses: list[str] = []
     body = app(environ, lambda status, _headers, _exc_info=None: statuses.append(status))
     b"".join(body)

@@ -6,7 +6,7 @@ from flask.testing import FlaskClient
 
 
 def test_pricing_page_shows_test_mode_banner_with_localstripe(client: FlaskClient) -> None:
-    response = client.get("/pricing")
+    response = client.get("/plans/")
     assert response.status_code == 200
     assert "TEST MODE" in response.get_data(as_text=True)
 
@@ -18,6 +18,6 @@ def test_unknown_page_is_a_friendly_404(client: FlaskClient) -> None:
 
 
 def test_security_headers_are_set(client: FlaskClient) -> None:
-    headers = client.get("/pricing").headers
+    headers = client.get("/plans/").headers
     assert "default-src 'self'" in headers["Content-Security-Policy"]
     assert headers["X-Content-Type-Options"] == "nosniff"

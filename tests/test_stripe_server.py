@@ -18,7 +18,7 @@ from typing import IO, Any
 import pytest
 import stripe
 
-from dicomportal.stripe_server import LocalStripe, StateFileError, load_state, save_state
+from dicomportal.devtools.stripe_server import LocalStripe, StateFileError, load_state, save_state
 
 CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2035, "cvc": "123"}
 
@@ -125,7 +125,7 @@ def test_a_save_that_fails_midway_leaves_the_previous_state_loadable(
 SAVE_FOREVER = """
 import sys
 from pathlib import Path
-from dicomportal.stripe_server import save_state
+from dicomportal.devtools.stripe_server import save_state
 
 path = Path(sys.argv[1])
 stores = [{"generation": n, "payload": bytes([n]) * 4_000_000} for n in (1, 2)]

@@ -26,7 +26,7 @@ from dicomportal.models import SubscriptionStatus, User
 
 SCREENSHOTS = Path("/tmp")
 PASSWORD = "correct horse battery"
-SUBSCRIBE_PATH = "/subscribe/professional?interval=month"
+SUBSCRIBE_PATH = "/checkout/professional?interval=month"
 
 
 class RequestRecorder:
@@ -103,7 +103,7 @@ def reach_card_step(page: Any, live_server: str, email: str) -> None:
 def test_a_visitor_subscribes_from_the_pricing_page_and_the_card_number_never_reaches_us(
     app: Flask, recorder: RequestRecorder, live_server: str, page: Any
 ) -> None:
-    page.goto(f"{live_server}/pricing")
+    page.goto(f"{live_server}/plans/")
     professional = page.locator("article", has=page.get_by_role("heading", name="Professional"))
     professional.get_by_role("button", name=re.compile(r"^Subscribe")).click()  # a link styled as a button
     sign_up(page, "pat@example.com")
@@ -118,7 +118,7 @@ def test_a_visitor_subscribes_from_the_pricing_page_and_the_card_number_never_re
     page.get_by_role("button", name="Pay $29 and subscribe").click()
 
     expect(page.get_by_role("heading", name="You're subscribed to Professional")).to_be_visible()
-    expect(page).to_have_url(f"{live_server}/subscribe/done")
+    expect(page).to_have_url(f"{live_server}/checkout/done")
     page.screenshot(path=str(SCREENSHOTS / "subscribe-3-done.png"), full_page=True)
     page.get_by_role("button", name="Go to your account").click()
 

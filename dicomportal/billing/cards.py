@@ -7,7 +7,8 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
 
-from dicomportal.billing import audit, clock, gateway
+from dicomportal import clock
+from dicomportal.billing import audit, gateway
 from dicomportal.billing.errors import PaymentSetupFailed
 from dicomportal.extensions import db
 from dicomportal.models import PaymentMethod, User

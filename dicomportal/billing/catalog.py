@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from dicomportal.billing import proration
 from dicomportal.extensions import db
 from dicomportal.models import AddOn, Interval, OverageRate, Plan, Price
 
@@ -134,7 +135,7 @@ def annual_saving_percent(monthly_cents: int, annual_cents: int) -> int:
     full = 12 * monthly_cents
     if full <= 0 or annual_cents >= full:
         return 0
-    return (full - annual_cents) * 100 // full
+    return proration.percent_down(full - annual_cents, full)
 
 
 def active_plans() -> list[Plan]:
@@ -153,8 +154,7 @@ def offers(interval: Interval, plans: list[Plan] | None = None) -> list[PlanOffe
             continue
         yearly = interval == Interval.YEAR
         saving = annual_saving_percent(monthly.amount_cents, price.amount_cents) if yearly and monthly else 0
-        # Integer cents: the monthly equivalent of an annual price rounds half up to the cent.
-        per_month = (price.amount_cents + 6) // 12 if yearly else price.amount_cents
+        per_month = proration.divide_half_up(price.amount_cents, 12) if yearly else price.amount_cents
         result.append(PlanOffer(plan, price, per_month, saving))
     return result
 

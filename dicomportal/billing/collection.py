@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any, cast
 
-from flask import current_app
 from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
-from dicomportal.billing import clock, gateway
+from dicomportal import clock
+from dicomportal.billing import gateway, outcomes
 from dicomportal.billing.errors import ChargeInProgress, PaymentRejected
-from dicomportal.billing.invoicing import mark_paid
 from dicomportal.extensions import db
 from dicomportal.models import (
     IN_FLIGHT,
@@ -241,7 +239,7 @@ def record_outcome(
     changed = cast(CursorResult[Any], result).rowcount
     payment = _with_invoice_and_subscription(payment_id)
     if changed:
-        _after_outcome(payment, amount if amount is not None else payment.amount_cents)
+        outcomes.payment_settled(payment, amount if amount is not None else payment.amount_cents)
     commit_keeping_loaded()
     return payment
 
@@ -272,30 +270,6 @@ def _with_invoice_and_subscription(payment_id: int) -> Payment:
         .execution_options(populate_existing=True)
     )
     return db.session.scalars(query).one()
-
-
-def _after_outcome(payment: Payment, amount: int) -> None:
-    from dicomportal.billing import subscriptions
-
-    invoice = payment.invoice
-    if payment.status == PaymentStatus.SUCCEEDED:
-        mark_paid(invoice, amount)
-        subscriptions.invoice_paid(invoice)
-    elif payment.status == PaymentStatus.FAILED:
-        invoice.attempt_count += 1
-        invoice.next_attempt_at = next_retry_at(invoice)
-        subscriptions.invoice_payment_failed(invoice, payment)
-    elif payment.status == PaymentStatus.REQUIRES_ACTION:
-        subscriptions.invoice_requires_action(invoice, payment)
-
-
-def next_retry_at(invoice: Invoice) -> datetime | None:
-    """When dunning tries again after ``attempt_count`` failures; None once the schedule is spent."""
-    schedule: list[int] = current_app.config["DUNNING_SCHEDULE_DAYS"]
-    failures = invoice.attempt_count
-    if failures > len(schedule) or invoice.finalized_at is None:
-        return None
-    return invoice.finalized_at + timedelta(days=schedule[failures - 1])
 
 
 def cancel_action_required(invoice_id: int) -> None:

@@ -36,18 +36,14 @@ def entitlements_for(user_id: int) -> Entitlements:
 
 def entitlements_of(subscription: Subscription | None) -> Entitlements:
     """The same answer for a subscription already at hand (None: the customer has no live one)."""
-    if subscription is None or subscription.status in (
-        SubscriptionStatus.INCOMPLETE,
-        SubscriptionStatus.ENDED,
-    ):
+    if subscription is None or not subscription.grants_access:
         return NONE
     plan = subscription.price.plan
-    status = subscription.status
     return Entitlements(
         plan_code=plan.code,
-        status=status,
+        status=subscription.status,
         can_view=True,
-        can_upload=status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE),
+        can_upload=not subscription.is_paused,
         storage_quota_bytes=plan.storage_gb * GB,
         monthly_credits=plan.monthly_credits,
         tools=frozenset(plan.tools),

@@ -12,10 +12,10 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
-from stdnum.eu import vat
 
-from dicomportal.billing import clock
+from dicomportal import clock
 from dicomportal.billing.proration import apply_rate
+from dicomportal.billing.tax import tax_for
 from dicomportal.extensions import db
 from dicomportal.models import (
     BillingProfile,
@@ -29,10 +29,6 @@ from dicomportal.models import (
     User,
 )
 
-REVERSE_CHARGE_NOTE = (
-    "Reverse charge: VAT to be accounted for by the recipient (Art. 196 Council Directive 2006/112/EC)."
-)
-
 
 @dataclass(frozen=True)
 class LineSpec:
@@ -43,34 +39,6 @@ class LineSpec:
     price_id: int | None = None
     period_start: datetime | None = None
     period_end: datetime | None = None
-
-
-@dataclass(frozen=True)
-class TaxDecision:
-    rate_bp: int
-    note: str | None = None
-
-
-def tax_for(profile: BillingProfile | None, config: dict[str, Any]) -> TaxDecision:
-    """The tax rate for a customer: by country from TAX_RATES (basis points, 0 by default); an EU
-    business with a valid VAT number in another member state than the seller pays 0% (reverse charge)."""
-    if profile is None:
-        return TaxDecision(0)
-    country = profile.country.upper()
-    seller = str(config.get("SELLER_COUNTRY", "")).upper()
-    if _is_eu_business_abroad(profile, country, seller):
-        return TaxDecision(0, REVERSE_CHARGE_NOTE)
-    return TaxDecision(int(config.get("TAX_RATES", {}).get(country, 0)))
-
-
-def _is_eu_business_abroad(profile: BillingProfile, country: str, seller: str) -> bool:
-    if not profile.tax_id or country.lower() not in vat.MEMBER_STATES or country == seller:
-        return False
-    number = vat.compact(profile.tax_id)
-    return bool(vat.is_valid(number)) and number[:2].upper() in (
-        country,
-        "EL" if country == "GR" else country,
-    )
 
 
 def create_invoice(

@@ -5,9 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 
-from stdnum.eu import vat
-
-from dicomportal.billing import audit, gateway
+from dicomportal.billing import audit, gateway, tax
 from dicomportal.billing.errors import GatewayUnavailable
 from dicomportal.extensions import db
 from dicomportal.models import BillingProfile, User
@@ -40,8 +38,7 @@ def save_billing_details(user: User, details: BillingDetails) -> BillingProfile:
             setattr(profile, field, value)
     if details.tax_id != profile.tax_id:
         profile.tax_id, profile.tax_id_verified_at = details.tax_id, None
-    eu_business = bool(details.tax_id) and details.country.lower() in vat.MEMBER_STATES
-    profile.tax_id_type = "eu_vat" if eu_business else None
+    profile.tax_id_type = tax.tax_id_type(details.country, details.tax_id)
     db.session.add(profile)
     audit.record("billing_details.saved", user.id, profile, country=profile.country)
     db.session.commit()

@@ -13,8 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
-from dicomportal import notify
-from dicomportal.billing import audit, cards, clock, collection
+from dicomportal import clock
+from dicomportal.billing import audit, cancellation, cards, collection
 from dicomportal.billing.errors import (
     AlreadySubscribed,
     ChargeInProgress,
@@ -178,7 +178,7 @@ def renew(subscription_id: int) -> Renewal:
         return Renewal("skipped")
     try:
         if subscription.cancel_at_period_end:
-            end(subscription, "canceled")
+            cancellation.end(subscription, "canceled")
             db.session.commit()
             return Renewal("ended")
         invoice = _next_period_invoice(subscription)
@@ -213,65 +213,6 @@ def _next_period_invoice(subscription: Subscription) -> Invoice:
     return finalize(invoice, current_app.config)
 
 
-def end(subscription: Subscription, reason: str) -> None:
-    """End a subscription now; its data is kept until the restore deadline (not committed)."""
-    now = clock.now()
-    subscription.status = SubscriptionStatus.ENDED
-    subscription.ended_at = now
-    subscription.ended_reason = reason
-    subscription.restore_deadline = now + timedelta(days=current_app.config["RESTORE_WINDOW_DAYS"])
-    audit.record("subscription.ended", subscription.user_id, subscription, reason=reason)
-
-
-# --- what a payment's outcome does (called by collection.record_outcome) ------------------------
-
-
-def invoice_paid(invoice: Invoice) -> None:
-    """A paid invoice activates an incomplete subscription and ends dunning."""
-    subscription = invoice.subscription
-    audit.record("invoice.paid", invoice.user_id, invoice, amount_cents=invoice.amount_paid_cents)
-    notify.invoice_paid(invoice)
-    if subscription is None:
-        return
-    if subscription.status == SubscriptionStatus.INCOMPLETE or (
-        subscription.status == SubscriptionStatus.PAST_DUE and not _other_open_invoices(invoice)
-    ):
-        subscription.status = SubscriptionStatus.ACTIVE
-
-
-def _other_open_invoices(invoice: Invoice) -> bool:
-    query = select(Invoice.id).where(
-        Invoice.subscription_id == invoice.subscription_id,
-        Invoice.status == InvoiceStatus.OPEN,
-        Invoice.id != invoice.id,
-    )
-    return db.session.scalar(query) is not None
-
-
-def invoice_payment_failed(invoice: Invoice, payment: Payment) -> None:
-    """A declined first payment ends the subscription at once (the invoice is voided); a declined
-    renewal makes it past due and dunning retries; when the retries are spent it ends."""
-    subscription = invoice.subscription
-    audit.record(
-        "payment.failed", invoice.user_id, payment, invoice=invoice.number, code=payment.failure_code
-    )
-    if subscription is None:
-        return
-    if invoice.billing_reason == BillingReason.SUBSCRIPTION_CREATE:
-        void(invoice)
-        subscription.status = SubscriptionStatus.ENDED
-        subscription.ended_at = clock.now()
-        subscription.ended_reason = "first_payment_failed"
-        return
-    if invoice.next_attempt_at is None:
-        invoice.status = InvoiceStatus.UNCOLLECTIBLE
-        end(subscription, "unpaid")
-        notify.subscription_ended_unpaid(subscription, invoice)
-        return
-    subscription.status = SubscriptionStatus.PAST_DUE
-    notify.payment_failed(invoice, payment)
-
-
 INCOMPLETE_EXPIRES_AFTER = timedelta(hours=23)
 
 
@@ -282,7 +223,7 @@ def expire_incomplete(subscription_id: int) -> bool:
     meanwhile, that success is recorded instead and the subscription stays. Returns True if ended.
     """
     subscription = db.session.get(Subscription, subscription_id)
-    if subscription is None or subscription.status != SubscriptionStatus.INCOMPLETE:
+    if subscription is None or not subscription.is_incomplete:
         return False
     if clock.now() - subscription.created_at < INCOMPLETE_EXPIRES_AFTER:
         return False
@@ -291,7 +232,7 @@ def expire_incomplete(subscription_id: int) -> bool:
         collection.cancel_action_required(invoice.id)
     db.session.refresh(subscription)
     pending = any(p.status == PaymentStatus.PENDING for i in invoices for p in i.payments)
-    if subscription.status != SubscriptionStatus.INCOMPLETE or pending:
+    if not subscription.is_incomplete or pending:
         return False  # paid after all, or an outcome is still unknown (reconcile first)
     for invoice in invoices:
         if invoice.status == InvoiceStatus.OPEN:
@@ -302,16 +243,6 @@ def expire_incomplete(subscription_id: int) -> bool:
     audit.record("subscription.incomplete_expired", subscription.user_id, subscription)
     db.session.commit()
     return True
-
-
-def invoice_requires_action(invoice: Invoice, payment: Payment) -> None:
-    """The bank wants the customer to authenticate: at sign-up the page asks at once; at renewal
-    the subscription is past due and the customer gets an email with a link to authenticate."""
-    subscription = invoice.subscription
-    if subscription is None or invoice.billing_reason == BillingReason.SUBSCRIPTION_CREATE:
-        return
-    subscription.status = SubscriptionStatus.PAST_DUE
-    notify.payment_action_required(invoice)
 
 
 def complete_authentication(user_id: int, payment_id: int) -> Payment:

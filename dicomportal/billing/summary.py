@@ -12,11 +12,13 @@ from datetime import datetime
 from flask import current_app
 from sqlalchemy import func, select
 
-from dicomportal.billing import clock, collection, subscriptions
+from dicomportal import clock
+from dicomportal.billing import collection, subscriptions
 from dicomportal.billing.entitlements import Entitlements, entitlements_of
-from dicomportal.billing.invoicing import invoices_for, tax_for
+from dicomportal.billing.invoicing import invoices_for
 from dicomportal.billing.periods import period_boundary
 from dicomportal.billing.proration import apply_rate
+from dicomportal.billing.tax import tax_for
 from dicomportal.extensions import db
 from dicomportal.models import (
     BillingProfile,
@@ -28,7 +30,6 @@ from dicomportal.models import (
     PaymentStatus,
     Price,
     Subscription,
-    SubscriptionStatus,
     User,
 )
 
@@ -78,16 +79,12 @@ def first_period_end(price: Price) -> datetime:
 
 def next_charge(subscription: Subscription, profile: BillingProfile | None) -> Charge | None:
     """The next automatic charge, or None when none is coming (ending, ended, not started)."""
-    status = subscription.status
-    if status == SubscriptionStatus.PAST_DUE:
+    if subscription.is_past_due:
         invoice = _open_invoice(subscription.id)
         if invoice is None or invoice.next_attempt_at is None:
             return None
         return Charge(invoice.amount_due_cents, 0, 0, invoice.currency, invoice.next_attempt_at)
-    if (
-        status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAUSED)
-        or subscription.cancel_at_period_end
-    ):
+    if not (subscription.is_active or subscription.is_paused) or subscription.ends_at_period_end:
         return None
     price = subscription.scheduled_price or subscription.price
     on = subscription.pause_ends_at if subscription.pause_starts_at else subscription.current_period_end

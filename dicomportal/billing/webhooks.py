@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from dicomportal.billing import cards, clock, collection, gateway
+from dicomportal import clock
+from dicomportal.billing import cards, collection, gateway
 from dicomportal.extensions import db
 from dicomportal.models import Payment, StripeEvent
 

@@ -89,9 +89,49 @@ class Subscription(db.Model):  # type: ignore[name-defined,misc]
 
     __mapper_args__ = {"version_id_col": version}
 
+    # State questions, asked by services, views and templates instead of comparing statuses
+    # (as Laravel Cashier's valid(), onGracePeriod()).
+
+    @property
+    def is_live(self) -> bool:
+        """Not ended: the customer's current subscription (at most one per customer)."""
+        return self.status != SubscriptionStatus.ENDED
+
+    @property
+    def has_ended(self) -> bool:
+        return self.status == SubscriptionStatus.ENDED
+
+    @property
+    def is_incomplete(self) -> bool:
+        """The first payment has not been made yet (e.g. waiting for 3-D Secure)."""
+        return self.status == SubscriptionStatus.INCOMPLETE
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == SubscriptionStatus.ACTIVE
+
+    @property
+    def is_past_due(self) -> bool:
+        """A renewal failed and dunning is retrying it; access continues meanwhile."""
+        return self.status == SubscriptionStatus.PAST_DUE
+
+    @property
+    def is_paused(self) -> bool:
+        return self.status == SubscriptionStatus.PAUSED
+
+    @property
+    def grants_access(self) -> bool:
+        """The customer may use what the plan includes (fully, or view-only while paused)."""
+        return self.is_active or self.is_past_due or self.is_paused
+
+    @property
+    def ends_at_period_end(self) -> bool:
+        """Cancelled: access continues until the paid period ends, then the subscription ends."""
+        return self.cancel_at_period_end and self.is_live
+
     def is_due_for_renewal(self, at: datetime) -> bool:
         """Active and its paid period is over at ``at``."""
-        return self.status == SubscriptionStatus.ACTIVE and self.current_period_end <= at
+        return self.is_active and self.current_period_end <= at
 
 
 class InvoiceStatus(enum.StrEnum):

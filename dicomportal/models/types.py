@@ -44,7 +44,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def utcnow() -> datetime:
     """Default for created/updated columns (a callable, evaluated per row)."""
-    from dicomportal.billing.clock import now
+    from dicomportal.clock import now
 
     return now()
 

@@ -7,9 +7,10 @@ from flask_login import current_user, login_required
 
 from dicomportal.accounts import AccountError, change_password
 from dicomportal.billing.summary import account_summary
-from dicomportal.forms import ChangePasswordForm, render_form, show_error
 from dicomportal.mail import commit_and_deliver
 from dicomportal.views._htmx import redirect_after_post
+from dicomportal.views.forms import render_form, show_error
+from dicomportal.views.forms.accounts import ChangePasswordForm
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 

@@ -22,17 +22,11 @@ from dicomportal.accounts import (
     user_for_reset_token,
 )
 from dicomportal.extensions import db, limiter
-from dicomportal.forms import (
-    ForgotPasswordForm,
-    LoginForm,
-    ResetPasswordForm,
-    SignupForm,
-    render_form,
-    show_error,
-)
 from dicomportal.mail import commit_and_deliver
 from dicomportal.models import User
 from dicomportal.views._htmx import redirect_after_post
+from dicomportal.views.forms import render_form, show_error
+from dicomportal.views.forms.accounts import ForgotPasswordForm, LoginForm, ResetPasswordForm, SignupForm
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 

@@ -10,7 +10,8 @@ from flask import Blueprint, Response, abort, current_app, flash, render_templat
 from markupsafe import Markup, escape
 from sqlalchemy import select
 
-from dicomportal.billing import clock, jobs
+from dicomportal import clock, jobs
+from dicomportal.billing.jobs import CHARGE_OUTCOME
 from dicomportal.extensions import db
 from dicomportal.models import EmailOutbox
 from dicomportal.views._htmx import redirect_after_post
@@ -75,7 +76,7 @@ def travel() -> Response:
     renewals, retries = results["renew_due_subscriptions"], results["retry_failed_payments"]
     flash(
         f"It is now {clock.now():%d %b %Y %H:%M} UTC. Renewed {renewals['renewed']}, "
-        f"retried {sum(retries[k] for k in jobs.CHARGE_OUTCOME.values())} payment(s).",
+        f"retried {sum(retries[k] for k in CHARGE_OUTCOME.values())} payment(s).",
         "success",
     )
     return redirect_after_post(url_for("dev.clock_page"))

@@ -6,7 +6,7 @@ from email.utils import parseaddr
 
 from flask import Blueprint, Response, abort, current_app, render_template, request
 
-from dicomportal.helpcentre import ArticleNotFound, help_centre
+from dicomportal.help import ArticleNotFound, help_centre
 from dicomportal.views._htmx import render
 
 bp = Blueprint("help", __name__, url_prefix="/help")

@@ -17,7 +17,7 @@ from tests.billing.conftest import GOOD_CARD, confirm_card_setup, stripe_client
 from tests.conftest import AuthActions
 
 CARD_PAGE = "/billing/card"
-CARD_STEP = "/subscribe/professional/card?interval=month"
+CARD_STEP = "/checkout/professional/card?interval=month"
 
 
 def setup_intents_at_stripe(app: Flask, user: User) -> list[str]:

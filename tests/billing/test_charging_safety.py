@@ -15,13 +15,14 @@ from dateutil.relativedelta import relativedelta
 from flask import Flask
 from sqlalchemy import func, select
 
-from dicomportal import create_app
-from dicomportal.billing import gateway, jobs, subscriptions
+from dicomportal import create_app, jobs
+from dicomportal.billing import gateway, subscriptions
+from dicomportal.billing import jobs as billing_jobs
 from dicomportal.billing.errors import BillingError
 from dicomportal.billing.invoicing import invoices_for
+from dicomportal.devtools.stripe_server import LocalStripe
 from dicomportal.extensions import db
 from dicomportal.models import InvoiceStatus, Payment, PaymentStatus, Subscription, SubscriptionStatus, User
-from dicomportal.stripe_server import LocalStripe
 from tests.billing.conftest import confirm_card_setup, intents_of, price_id
 
 START = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
@@ -176,4 +177,4 @@ def test_stripe_outage_mid_renewal_recovers_with_one_charge_and_nothing_pending(
     assert db.session.scalar(select(func.count()).where(Payment.status == PaymentStatus.PENDING)) == 0
     succeeded = [i for i in intents_of(other_app, user) if i.status == "succeeded"]
     assert len(succeeded) == 2  # the first invoice and the renewal, once each
-    assert not jobs.reconcile_payments()["settled"]
+    assert not billing_jobs.reconcile_payments()["settled"]

@@ -10,7 +10,7 @@ import pytest
 from dateutil.relativedelta import relativedelta
 from flask import Flask
 
-from dicomportal.billing import jobs
+from dicomportal import jobs
 from dicomportal.billing.invoicing import invoices_for
 from dicomportal.models import InvoiceStatus, Subscription, User
 from tests.billing.conftest import intents_of

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import time_machine
 
-from dicomportal.billing import clock
+from dicomportal import clock
 
 REAL = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
 

@@ -16,7 +16,9 @@ from dateutil.relativedelta import relativedelta
 from flask import Flask
 from sqlalchemy import func, select
 
-from dicomportal.billing import collection, gateway, jobs, subscriptions
+from dicomportal import jobs
+from dicomportal.billing import collection, gateway, subscriptions
+from dicomportal.billing import jobs as billing_jobs
 from dicomportal.billing.invoicing import invoices_for
 from dicomportal.extensions import db
 from dicomportal.models import (
@@ -112,7 +114,7 @@ def test_a_worker_killed_at_any_step_of_a_renewal_leaves_every_invoice_paid_or_i
     monkeypatch.undo()
 
     # The next passes: after reconcile's threshold, and after the dead worker's claim lapses.
-    for later in (timedelta(minutes=5), jobs.CLAIM_FOR + timedelta(minutes=1)):
+    for later in (timedelta(minutes=5), billing_jobs.CLAIM_FOR + timedelta(minutes=1)):
         tick(RENEWAL + later)
 
     invoices = sorted(invoices_for(user.id), key=lambda i: i.id)
@@ -251,7 +253,8 @@ def test_tick_prints_counts_per_job_never_a_bare_minus_one(
     def broken_query() -> Any:
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(jobs, "JOBS", [("renew_due_subscriptions", broken_query), *jobs.JOBS[2:]])
+    renewals = jobs.Registered(20, "renew_due_subscriptions", broken_query)
+    monkeypatch.setitem(jobs._REGISTRY, "renew_due_subscriptions", renewals)
     result = runner.invoke(args=["tick"])
     assert result.exit_code == 0
     assert "renew_due_subscriptions: job_failed=1" in result.output

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from dicomportal.billing.invoicing import REVERSE_CHARGE_NOTE, tax_for
 from dicomportal.billing.periods import next_period, period_boundary
 from dicomportal.billing.proration import apply_rate, prorate, unused_share
+from dicomportal.billing.tax import REVERSE_CHARGE_NOTE, tax_for
 from dicomportal.models import BillingProfile, Interval
 
 CONFIG: dict[str, Any] = {"SELLER_COUNTRY": "AU", "TAX_RATES": {"DE": 1900, "AU": 1000}}

@@ -37,7 +37,7 @@ def test_saving_billing_details_updates_stripes_copy_of_the_customer(
 
 
 def test_a_changed_tax_id_must_be_verified_again(app: Flask, make_customer: Callable[..., User]) -> None:
-    from dicomportal.billing import clock
+    from dicomportal import clock
 
     user = make_customer()
     profile = profiles.save_billing_details(user, DETAILS)

@@ -18,7 +18,8 @@ from dateutil.relativedelta import relativedelta
 from flask import Flask
 from sqlalchemy import event
 
-from dicomportal.billing import jobs, subscriptions
+from dicomportal import jobs
+from dicomportal.billing import subscriptions
 from dicomportal.extensions import db
 from dicomportal.models import Subscription, User
 from tests.conftest import AuthActions

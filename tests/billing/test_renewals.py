@@ -11,7 +11,8 @@ import time_machine
 from dateutil.relativedelta import relativedelta
 from flask import Flask
 
-from dicomportal.billing import cards, jobs, subscriptions
+from dicomportal import jobs
+from dicomportal.billing import cards, subscriptions
 from dicomportal.billing.invoicing import invoices_for
 from dicomportal.extensions import db
 from dicomportal.models import InvoiceStatus, Subscription, SubscriptionStatus, User

@@ -99,7 +99,7 @@ def test_failed_three_d_secure_leaves_no_access(
 def test_an_abandoned_three_d_secure_subscription_expires_after_a_day(
     app: Flask, make_customer: Callable[..., User], subscribe: Callable[..., Subscription]
 ) -> None:
-    from dicomportal.billing import jobs
+    from dicomportal import jobs
 
     with time_machine.travel(START, tick=False):
         user = make_customer()
@@ -121,7 +121,7 @@ def test_an_abandoned_three_d_secure_subscription_expires_after_a_day(
 def test_an_authentication_completed_just_before_expiry_is_kept(
     app: Flask, make_customer: Callable[..., User], subscribe: Callable[..., Subscription]
 ) -> None:
-    from dicomportal.billing import jobs
+    from dicomportal import jobs
 
     with time_machine.travel(START, tick=False):
         user = make_customer()

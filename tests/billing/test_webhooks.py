@@ -16,9 +16,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from dicomportal.billing import collection, jobs, subscriptions
+from dicomportal.billing import collection, subscriptions
 from dicomportal.billing.invoicing import invoices_for
 from dicomportal.extensions import db
+from dicomportal.mail import jobs as mail_jobs
 from dicomportal.models import (
     AuditLog,
     InvoiceStatus,
@@ -92,7 +93,7 @@ def test_the_same_event_five_times_has_one_effect(
     )
 
     assert [deliver(client, payload) for _ in range(5)] == [200] * 5
-    jobs.deliver_mail()  # the worker sends queued mail
+    mail_jobs.deliver_mail()  # the worker sends queued mail
 
     assert subscriptions.live_subscription(user.id).status == SubscriptionStatus.ACTIVE
     invoice = invoices_for(user.id)[0]

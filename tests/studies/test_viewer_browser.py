@@ -125,7 +125,7 @@ def test_demo_viewer_tour(page: Any, live_server: str, tmp_path: Path) -> None:
 
     # The page ends with the way to the plans.
     expect(page.locator(".demo-cta a", has_text="Compare plans and prices")).to_have_attribute(
-        "href", "/pricing"
+        "href", "/plans/"
     )
 
 

@@ -15,8 +15,8 @@ from flask.testing import FlaskClient
 from PIL import Image
 from sqlalchemy import select
 
+from dicomportal import clock
 from dicomportal.accounts import create_user
-from dicomportal.billing import clock
 from dicomportal.billing.periods import period_boundary
 from dicomportal.extensions import db
 from dicomportal.models import Annotation, Interval, Plan, Price, Subscription, SubscriptionStatus, User
@@ -76,7 +76,7 @@ def test_demo_opens_without_an_account_with_every_tool_labelled_by_plan(client: 
     for label in ("Patient", "Professional", "MD", "Surgical"):
         assert 'class="tool-plan" id="plan-' in page and f">{label}</span>" in page
     assert "disabled" not in page  # nothing locked on the demo
-    assert 'href="/pricing" role="button">Compare plans and prices' in page
+    assert 'href="/plans/" role="button">Compare plans and prices' in page
 
 
 def test_slices_are_cacheable_pngs_and_the_series_is_decoded_once(client: FlaskClient) -> None:
@@ -159,7 +159,7 @@ def test_patient_plan_sees_mpr_and_stl_labelled_with_their_plans_and_cannot_call
 
     assert 'id="plan-mpr-coronal">MD</span>' in page and 'id="plan-segment">Surgical</span>' in page
     assert 'id="plan-measure">Professional</span>' in page
-    assert "In the MD plan: compare plans" in page and 'href="/pricing"' in page
+    assert "In the MD plan: compare plans" in page and 'href="/plans/"' in page
     assert client.get(f"/viewer/sample/{uid}/axial/50.png").status_code == 200  # slices: Patient
     assert client.get(f"/viewer/sample/{uid}/3d/mip/0.png").status_code == 200  # 3D: Patient
     coronal = client.get(f"/viewer/sample/{uid}/coronal/100.png")

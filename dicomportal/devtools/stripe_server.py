@@ -106,6 +106,55 @@ def keep_store_in(app: Any, store: dict[str, Any], path: Path) -> None:
     app.on_cleanup.append(save_at_shutdown)
 
 
+def index_store_by_type(resources: Any) -> None:
+    """Make localstripe list the objects of one kind without scanning every object it holds.
+
+    localstripe finds "all the refunds" or "all the PaymentIntents" by walking its whole store,
+    and confirming a PaymentIntent lists the new charge's refunds that way: each charge then costs
+    time in proportion to everything ever created, so a run over 10,000 renewals would measure
+    localstripe rather than the portal. This keeps an index of the store by object type, updated on
+    every write, and lists from it (same objects, same order).
+    """
+    by_type: dict[str, dict[str, Any]] = {}
+
+    def kind(key: str) -> str:
+        return key.partition(":")[0]
+
+    def rebuild(store: dict[str, Any]) -> None:
+        by_type.clear()
+        for key, value in dict.items(store):
+            by_type.setdefault(kind(key), {})[key] = value
+
+    def setitem(store: dict[str, Any], key: str, value: Any) -> None:
+        dict.__setitem__(store, key, value)
+        by_type.setdefault(kind(key), {})[key] = value
+
+    def delitem(store: dict[str, Any], key: str) -> None:
+        dict.__delitem__(store, key)
+        by_type.get(kind(key), {}).pop(key, None)
+
+    def clear(store: dict[str, Any]) -> None:
+        dict.clear(store)
+        by_type.clear()
+
+    def update(store: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        dict.update(store, *args, **kwargs)
+        rebuild(store)
+
+    def list_all(cls: Any, url: str, limit: Any = None, starting_after: Any = None, **kwargs: Any) -> Any:
+        if kwargs:
+            raise resources.UserError(400, "Unexpected " + ", ".join(kwargs.keys()))
+        found = resources.List(url, limit=limit, starting_after=starting_after)
+        found._list = list(by_type.get(cls.object, {}).values())
+        return found
+
+    store_class = resources.Store
+    store_class.__setitem__, store_class.__delitem__ = setitem, delitem
+    store_class.clear, store_class.update = clear, update
+    resources.StripeObject._api_list_all = classmethod(list_all)
+    rebuild(resources.store)
+
+
 def serve(host: str = "127.0.0.1", port: int = 8420, state_file: Path | None = None) -> None:
     """Serve localstripe in this process until interrupted (SIGINT or SIGTERM).
 
@@ -121,6 +170,7 @@ def serve(host: str = "127.0.0.1", port: int = 8420, state_file: Path | None = N
 
     # localstripe pickles its whole store to /tmp/localstripe.pickle on every change: never do that.
     resources.Store.dump_to_disk = lambda self: None
+    index_store_by_type(resources)
     if state_file is not None:
         keep_store_in(server.app, resources.store, state_file)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
@@ -168,7 +218,7 @@ class LocalStripe:
         command = [
             sys.executable,
             "-m",
-            "dicomportal.stripe_server",
+            "dicomportal.devtools.stripe_server",
             "--host",
             self.host,
             "--port",
@@ -231,7 +281,9 @@ class LocalStripe:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m dicomportal.stripe_server [--host H] [--port P] [--state-file F] [--parent-pid N]``."""
+    """The launcher's command line, for the demo and the tests, which start it as a child process:
+    ``python -m dicomportal.devtools.stripe_server [--host H] [--port P] [--state-file F] [--parent-pid N]``.
+    """
     parser = argparse.ArgumentParser(description="localstripe on loopback, in memory or kept in a file")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8420)

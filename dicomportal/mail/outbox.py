@@ -17,7 +17,7 @@ from flask_mail import Connection, Message
 from jinja2 import TemplateNotFound
 from sqlalchemy import select
 
-from dicomportal.billing import clock
+from dicomportal import clock
 from dicomportal.extensions import db
 from dicomportal.models import EmailOutbox
 

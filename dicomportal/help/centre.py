@@ -1,4 +1,4 @@
-"""The help centre's articles: loaded from ``dicomportal/help/*.md``, rendered once, searched in memory.
+"""The help centre's articles: loaded from ``articles/*.md``, rendered once, searched in memory.
 
 An article is a Markdown file with a small front matter::
 
@@ -28,7 +28,7 @@ from pathlib import Path
 import markdown
 from markupsafe import Markup, escape
 
-ARTICLES_DIR = Path(__file__).resolve().parent / "help"
+ARTICLES_DIR = Path(__file__).resolve().parent / "articles"
 REQUIRED_FIELDS = ("title", "summary", "order", "keywords")
 # A query word found in the title counts more than one found in the keywords, and so on.
 FIELD_WEIGHTS = (("title", 8), ("keywords", 4), ("summary", 2), ("body", 1))

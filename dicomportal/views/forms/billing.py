@@ -6,15 +6,14 @@ Stripe ids only: the card number is typed into Stripe.js and goes to Stripe, nev
 
 from __future__ import annotations
 
-import re
 from functools import cache
 
 from babel import Locale
 from flask_wtf import FlaskForm
-from stdnum.eu import vat
 from wtforms import Field, HiddenField, SelectField, StringField
 from wtforms.validators import InputRequired, Length, Optional, Regexp, ValidationError
 
+from dicomportal.billing.tax import eu_vat_number, is_eu_country
 from dicomportal.models.types import MAX_ID
 
 # Codes CLDR lists among territories that are not ISO 3166-1 countries (regions, unions, test
@@ -44,26 +43,6 @@ def country_choices() -> list[tuple[str, str]]:
         if len(code) == 2 and code.isalpha() and code not in NOT_COUNTRIES
     ]
     return sorted(countries, key=lambda item: item[1])
-
-
-def eu_vat_number(country: str, tax_id: str) -> str:
-    """``tax_id`` as a compact EU VAT number of ``country`` (the country prefix added if missing).
-
-    :raises ValueError: with a message for the customer when it is not a valid VAT number there.
-    """
-    prefix = "EL" if country == "GR" else country
-    number = re.sub(r"[\s.\-/]", "", tax_id).upper()
-    if not number[:2].isalpha():
-        number = prefix + number
-    if not vat.is_valid(number):
-        raise ValueError(f"Enter a valid EU VAT number, for example {prefix}123456789.")
-    if number[:2] != prefix:
-        raise ValueError("That VAT number is from another country than your billing address.")
-    return str(vat.compact(number))
-
-
-def is_eu_country(country: str) -> bool:
-    return country.lower() in vat.MEMBER_STATES
 
 
 class BillingDetailsForm(FlaskForm):

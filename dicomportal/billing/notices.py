@@ -3,7 +3,7 @@ committed with the change it reports (see dicomportal.mail)."""
 
 from __future__ import annotations
 
-from dicomportal.formatting import format_money
+from dicomportal.billing.money import format_money
 from dicomportal.mail import absolute_url, queue_email
 from dicomportal.models import BillingReason, Invoice, Payment, Subscription
 
@@ -65,5 +65,5 @@ def subscription_ended_unpaid(subscription: Subscription, invoice: Invoice) -> N
         subscription=subscription,
         invoice=invoice,
         amount=format_money(invoice.amount_due_cents, invoice.currency),
-        pricing_url=absolute_url("/pricing"),
+        pricing_url=absolute_url("/plans/"),
     )

@@ -24,9 +24,9 @@ from flask import Flask
 from sqlalchemy.engine import make_url
 from werkzeug.serving import make_server
 
-from dicomportal.billing import clock
+from dicomportal import clock
+from dicomportal.devtools.stripe_server import LocalStripe
 from dicomportal.models import Role
-from dicomportal.stripe_server import LocalStripe
 
 DEMO_SECRET_KEY = "sk_test_demo_dicomportal"
 DEMO_PUBLISHABLE_KEY = "pk_test_demo_dicomportal"
@@ -168,7 +168,7 @@ def ensure_login(login: DemoLogin) -> None:
 def start_background_worker(app: Flask, interval_seconds: float = 10.0) -> Callable[[], None]:
     """Run the billing worker (renewals, dunning retries, reconcile, mail) in a daemon thread and
     return the function that stops it; ``run_demo`` calls that on Ctrl-C before stopping localstripe."""
-    from dicomportal.billing import jobs
+    from dicomportal import jobs
 
     stop = threading.Event()
 
@@ -204,7 +204,7 @@ def banner(app: Flask, options: DemoOptions, stripe: LocalStripe) -> list[str]:
         "  Test cards: 4242 4242 4242 4242 (succeeds), 4000 0025 0000 3155 (3-D Secure),",
         "              4000 0000 0000 0341 (saved, then declined at renewal); any future date, any CVC",
         "",
-        f"Demo running at {url}/pricing",
+        f"Demo running at {url}/plans/",
         "Press Ctrl-C to stop",
     ]
 

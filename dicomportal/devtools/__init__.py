@@ -1,0 +1,1 @@
+"""Demo tooling: ``dicomportal demo`` and the localstripe launcher (the ``demo`` extra)."""
