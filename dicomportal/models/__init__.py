@@ -17,6 +17,7 @@ from dicomportal.models.billing import (
 )
 from dicomportal.models.catalog import AddOn, Interval, OverageRate, Plan, Price
 from dicomportal.models.ops import AuditLog, EmailOutbox
+from dicomportal.models.studies import Instance, Series, Study, StudyStatus
 from dicomportal.models.user import BillingProfile, Role, User
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "BillingProfile",
     "BillingReason",
     "EmailOutbox",
+    "Instance",
     "Interval",
     "Invoice",
     "InvoiceLine",
@@ -39,7 +41,10 @@ __all__ = [
     "Plan",
     "Price",
     "Role",
+    "Series",
     "StripeEvent",
+    "Study",
+    "StudyStatus",
     "Subscription",
     "SubscriptionStatus",
     "User",
