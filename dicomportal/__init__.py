@@ -84,9 +84,9 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from dicomportal.views import account, auth, billing, dev, help, plans, webhooks
+    from dicomportal.views import account, auth, billing, dev, help, plans, studies, webhooks
 
-    for module in (auth, plans, help, account, billing, webhooks, dev):
+    for module in (auth, plans, help, account, billing, studies, webhooks, dev):
         app.register_blueprint(module.bp)
 
 

@@ -1,0 +1,1 @@
+"""DICOM studies: storage backends (local disk, Orthanc), upload and ingest, quota, the library."""

@@ -1,0 +1,65 @@
+"""The study-storage sweep: finishes what a crash or an unreachable store left undone.
+
+- ``pending`` uploads silent for ``STALE_AFTER`` (their process died) become ``failed``;
+- ``failed`` uploads: files deleted, then rows;
+- ``deleted`` studies whose files are still there: files deleted, then series/image rows.
+
+Each study is handled in its own transaction under a row lock taken with SKIP LOCKED, so several
+workers can sweep at once; every step is idempotent, so a study handled twice is no harm.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from sqlalchemy import ColumnElement, and_, select, update
+
+from dicomportal.billing import clock
+from dicomportal.extensions import db
+from dicomportal.models import Study, StudyStatus
+from dicomportal.studies.ingest import STALE_AFTER, remove_failed_study
+from dicomportal.studies.library import remove_deleted_study_files, store_of
+from dicomportal.studies.store import StoreError
+
+log = logging.getLogger(__name__)
+BATCH = 100
+
+
+def sweep_study_storage() -> int:
+    """One pass of the sweep; returns how many studies it finished cleaning."""
+    _give_up_stale_uploads()
+    failed = Study.status == StudyStatus.FAILED
+    deleted_with_files = and_(Study.status == StudyStatus.DELETED, Study.files_deleted_at.is_(None))
+    done = _each(failed, lambda study: remove_failed_study(store_of(study), study))
+    done += _each(deleted_with_files, remove_deleted_study_files)
+    return done
+
+
+def _give_up_stale_uploads() -> None:
+    db.session.execute(
+        update(Study)
+        .where(Study.status == StudyStatus.PENDING, Study.updated_at < clock.now() - STALE_AFTER)
+        .values(status=StudyStatus.FAILED, updated_at=clock.now())
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+
+
+def _each(condition: ColumnElement[bool], clean: Callable[[Study], object]) -> int:
+    done = 0
+    for study_id in db.session.scalars(select(Study.id).where(condition).limit(BATCH)).all():
+        study = db.session.scalar(
+            select(Study).where(Study.id == study_id, condition).with_for_update(skip_locked=True)
+        )
+        if study is None:  # another worker has it, or has finished it
+            db.session.rollback()
+            continue
+        try:
+            clean(study)
+        except StoreError:
+            db.session.rollback()
+            log.warning("sweep: the files of study %s could not be deleted yet", study_id, exc_info=True)
+            continue
+        done += 1
+    return done
