@@ -103,6 +103,7 @@ def read_dicom(name: str, data: bytes, rewriter: UidRewriter) -> DicomFile | Non
     dataset = _parse(name, data)
     if str(dataset.file_meta.get("MediaStorageSOPClassUID", "")) == DICOMDIR_CLASS:
         return None
+    _check_complete(name, dataset)
     for keyword, label in (
         ("SOPClassUID", "SOP Class UID"),
         ("SOPInstanceUID", "SOP Instance UID"),
@@ -111,7 +112,6 @@ def read_dicom(name: str, data: bytes, rewriter: UidRewriter) -> DicomFile | Non
     ):
         if not dataset.get(keyword):
             raise FileRefused(f"{name} is incomplete: it has no {label}.")
-    _check_complete(name, dataset)
     try:
         rewriter.rewrite(dataset)
         out = io.BytesIO()
@@ -177,7 +177,7 @@ def _check_complete(name: str, dataset: Dataset) -> None:
 
 
 def _is_image(dataset: Dataset) -> bool:
-    return "Rows" in dataset or "Image Storage" in UID(str(dataset.SOPClassUID)).name
+    return "Rows" in dataset or "Image Storage" in UID(str(dataset.get("SOPClassUID", ""))).name
 
 
 def _native_pixel_bytes(dataset: Dataset) -> int:

@@ -9,7 +9,6 @@ from typing import Any
 from flask import (
     Blueprint,
     Response,
-    abort,
     current_app,
     flash,
     make_response,
@@ -19,7 +18,7 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_required
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import NotFound, RequestEntityTooLarge
 
 from dicomportal.extensions import csrf
 from dicomportal.studies.errors import StudiesUnavailable, StudyNotFound, UploadFailed, UploadRefused
@@ -47,9 +46,9 @@ def unavailable(exc: StudiesUnavailable) -> tuple[str, int]:
 
 
 @bp.errorhandler(StudyNotFound)
-def not_found(_exc: StudyNotFound) -> Response:
-    """Another account's study, or none: the ordinary 404."""
-    abort(404)
+def not_found(_exc: StudyNotFound) -> Any:
+    """Another account's study, or none: the app's ordinary 404 page."""
+    return current_app.handle_user_exception(NotFound())
 
 
 @bp.get("/")
