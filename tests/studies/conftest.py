@@ -38,7 +38,6 @@ from dicomportal.models import (
 from dicomportal.stripe_server import free_port
 from dicomportal.studies.orthanc import OrthancStore
 from dicomportal.studies.store import LocalDiskStore, StudyStore, open_store
-
 from tests.conftest import require
 
 ORTHANC_BINARIES = ("/usr/sbin/Orthanc", "/usr/bin/Orthanc")

@@ -167,11 +167,12 @@ def zip_of(files: Iterable[tuple[str, bytes]], compression: int = zipfile.ZIP_DE
 def zip_bomb(unpacked_mb: int = 64) -> bytes:
     """A small zip that unpacks to ``unpacked_mb`` MB of zeros (about 1000:1)."""
     out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        with archive.open("scan.dcm", "w", force_zip64=True) as entry:
-            chunk = bytes(1024 * 1024)
-            for _ in range(unpacked_mb):
-                entry.write(chunk)
+    with (
+        zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive,
+        archive.open("scan.dcm", "w", force_zip64=True) as entry,
+    ):
+        for _ in range(unpacked_mb):
+            entry.write(bytes(1024 * 1024))
     return out.getvalue()
 
 

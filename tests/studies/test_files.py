@@ -9,7 +9,6 @@ import pytest
 from pydicom.uid import generate_uid
 
 from dicomportal.studies.files import FileRefused, UidRewriter, read_dicom
-
 from tests.studies.dicom_data import (
     CT_DESCRIPTION,
     PATIENT_ID,
@@ -103,7 +102,7 @@ def test_a_slice_cut_inside_a_header_value_is_refused() -> None:
     _, data = ct_series(1)[0]
     inside_description = data.index(CT_DESCRIPTION.encode()) + 5
 
-    with pytest.raises(FileRefused, match="cut short|damaged"):
+    with pytest.raises(FileRefused, match=r"cut short|damaged"):
         read_dicom("cut.dcm", data[:inside_description], rewriter())
 
 
@@ -122,7 +121,7 @@ def test_compressed_pixel_data_is_checked_for_completeness_not_decoded() -> None
     data = jpeg_slice(generate_uid(), generate_uid())
 
     assert read_dicom("jpeg.dcm", data, rewriter()) is not None
-    with pytest.raises(FileRefused, match="incomplete|damaged"):
+    with pytest.raises(FileRefused, match=r"incomplete|damaged"):
         read_dicom("jpeg.dcm", data[:-20], rewriter())
 
 
