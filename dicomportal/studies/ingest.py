@@ -103,7 +103,7 @@ def ingest_upload(user_id: int, parts: Sequence[UploadPart]) -> UploadResult:
             refs = store_files(store, user_id, study_ids, plans, spool)
             mark_ready(study_ids, refs)
         except BaseException as exc:
-            abandon(store, study_ids)
+            abandon(store, user_id, study_ids, plans)
             if isinstance(exc, StoreError):
                 raise UploadFailed(
                     f"The study storage failed while saving your upload ({exc}). Nothing was kept; "
@@ -277,10 +277,6 @@ def mark_ready(study_ids: list[int], refs: dict[str, str]) -> None:
 
     :raises UploadFailed: the sweep gave the upload up meanwhile (it was silent too long).
     """
-    rows = db.session.execute(
-        select(Instance.id, Instance.sop_instance_uid).where(Instance.study_id.in_(study_ids))
-    ).all()
-    db.session.execute(update(Instance), [{"id": i, "storage_ref": refs[uid]} for i, uid in rows])
     now = clock.now()
     done = db.session.execute(
         update(Study)
@@ -293,12 +289,17 @@ def mark_ready(study_ids: list[int], refs: dict[str, str]) -> None:
         raise UploadFailed(
             "Saving your upload took too long and was given up. Nothing was kept; please try again."
         )
+    rows = db.session.execute(
+        select(Instance.id, Instance.sop_instance_uid).where(Instance.study_id.in_(study_ids))
+    ).all()
+    db.session.execute(update(Instance), [{"id": i, "storage_ref": refs[uid]} for i, uid in rows])
     db.session.commit()
 
 
-def abandon(store: StudyStore, study_ids: list[int]) -> None:
+def abandon(store: StudyStore, user_id: int, study_ids: list[int], plans: list[StudyPlan]) -> None:
     """Undo an upload that did not finish: ``failed`` first (so the sweep finishes the job if this
-    process dies), then the files, then the rows. Never raises: the sweep retries what fails."""
+    process dies), then the files (by study UID, even if a sweep already took the rows: a file
+    stored after it would be left otherwise), then the rows. Never raises: the sweep retries."""
     try:
         db.session.rollback()
         db.session.execute(
@@ -308,11 +309,12 @@ def abandon(store: StudyStore, study_ids: list[int]) -> None:
             .execution_options(synchronize_session=False)
         )
         db.session.commit()
-        given_up = (StudyStatus.FAILED, StudyStatus.DELETED)  # DELETED: purged meanwhile
-        for study in db.session.scalars(
-            select(Study).where(Study.id.in_(study_ids), Study.status.in_(given_up))
-        ).all():
-            remove_failed_study(store, study)
+        for plan in plans:
+            store.delete(StudyLocation(user_id, plan.study_uid))
+        failed = select(Study.id).where(Study.id.in_(study_ids), Study.status == StudyStatus.FAILED)
+        for study_id in db.session.scalars(failed).all():
+            delete_rows(study_id, keep_study=False)
+        db.session.commit()
     except Exception:
         db.session.rollback()
         log.exception("could not clean up the upload of studies %s; the sweep will", study_ids)
