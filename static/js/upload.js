@@ -81,7 +81,7 @@
     });
     xhr.upload.addEventListener("load", function () {
       bar.removeAttribute("value"); // indeterminate while the server checks and stores the files
-      status.textContent = "Checking and storing " + chosen.length + " files…";
+      status.textContent = "Checking and storing " + chosen.length + (chosen.length === 1 ? " file…" : " files…");
     });
     xhr.addEventListener("load", function () {
       var target = xhr.getResponseHeader("HX-Redirect");
