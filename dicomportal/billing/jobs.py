@@ -95,12 +95,20 @@ def deliver_mail() -> int:
     return int(deliver_pending())
 
 
+def sweep_study_storage() -> int:
+    """Finish uploads and deletions of studies that a crash or an unreachable store left undone."""
+    from dicomportal.studies.jobs import sweep_study_storage as sweep
+
+    return sweep()
+
+
 JOBS: list[tuple[str, Callable[[], int]]] = [
     ("reconcile_payments", reconcile_payments),
     ("renew_due_subscriptions", renew_due_subscriptions),
     ("retry_failed_payments", retry_failed_payments),
     ("expire_incomplete_subscriptions", expire_incomplete_subscriptions),
     ("deliver_mail", deliver_mail),
+    ("sweep_study_storage", sweep_study_storage),
 ]
 
 
