@@ -3,12 +3,6 @@ Orthanc, and subscribed customers made straight in the database (no Stripe neede
 
 from __future__ import annotations
 
-import ctypes
-import json
-import shutil
-import signal
-import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -16,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -35,112 +28,38 @@ from dicomportal.models import (
     SubscriptionStatus,
     User,
 )
-from dicomportal.stripe_server import free_port
 from dicomportal.studies.orthanc import OrthancStore
 from dicomportal.studies.store import LocalDiskStore, StudyStore, open_store
 from tests.conftest import require
+from tests.studies.orthanc_server import (
+    ORTHANC_PASSWORD,
+    ORTHANC_USER,
+    OrthancDidNotStart,
+    OrthancServer,
+    dicomweb_plugin,
+    orthanc_binary,
+    running_orthanc,
+)
 
-ORTHANC_BINARIES = ("/usr/sbin/Orthanc", "/usr/bin/Orthanc")
-DICOMWEB_PLUGINS = ("/usr/share/orthanc/plugins/libOrthancDicomWeb.so",)
-ORTHANC_USER, ORTHANC_PASSWORD = "portal", "orthanc-test-password"
 PASSWORD = "correct horse battery"
 
 
 # --- a real Orthanc ----------------------------------------------------------------------------
 
 
-@dataclass
-class OrthancServer:
-    """An Orthanc child process on a free loopback port, with HTTP basic auth."""
-
-    url: str
-    process: subprocess.Popen[bytes]
-    directory: Path
-
-    def session(self) -> requests.Session:
-        session = requests.Session()
-        session.auth = (ORTHANC_USER, ORTHANC_PASSWORD)
-        return session
-
-    def instances(self) -> list[str]:
-        """Every instance Orthanc holds, whoever stored it."""
-        response = self.session().get(f"{self.url}/instances", timeout=10)
-        response.raise_for_status()
-        return sorted(response.json())
-
-    def wipe(self) -> None:
-        session = self.session()
-        for patient in session.get(f"{self.url}/patients", timeout=10).json():
-            session.delete(f"{self.url}/patients/{patient}", timeout=10).raise_for_status()
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the test process dies, even by kill -9."""
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _orthanc_config(directory: Path, port: int, plugin: str) -> dict[str, Any]:
-    return {
-        "Name": "dicomportal-tests",
-        "StorageDirectory": str(directory / "storage"),
-        "IndexDirectory": str(directory / "index"),
-        "StorageCompression": False,
-        "HttpPort": port,
-        "RemoteAccessAllowed": False,  # loopback clients only
-        "AuthenticationEnabled": True,
-        "RegisteredUsers": {ORTHANC_USER: ORTHANC_PASSWORD},
-        "DicomServerEnabled": False,  # the portal talks REST only; no DICOM port is opened
-        "Plugins": [plugin],
-        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-        "SaveJobs": False,
-        "HttpTimeout": 30,
-    }
-
-
 @pytest.fixture(scope="session")
 def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancServer]:
     """Debian's Orthanc with the DICOMweb plugin, started for this test session (one per worker)."""
-    binary = next((b for b in ORTHANC_BINARIES if Path(b).exists()), shutil.which("Orthanc"))
+    binary, plugin = orthanc_binary(), dicomweb_plugin()
     require(binary is not None, "Orthanc is not installed: apt-get install orthanc orthanc-dicomweb")
-    plugin = next((p for p in DICOMWEB_PLUGINS if Path(p).exists()), None)
     require(
         plugin is not None, "Orthanc's DICOMweb plugin is not installed: apt-get install orthanc-dicomweb"
     )
-    assert binary and plugin
-    directory = tmp_path_factory.mktemp("orthanc")
-    port = free_port()
-    config = directory / "orthanc.json"
-    config.write_text(json.dumps(_orthanc_config(directory, port, plugin)))
-    log = (directory / "orthanc.log").open("wb")
-    process = subprocess.Popen(
-        [binary, str(config)], stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
-    )
-    server = OrthancServer(f"http://127.0.0.1:{port}", process, directory)
     try:
-        _wait_for(server, directory / "orthanc.log")
-        yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-
-
-def _wait_for(server: OrthancServer, log: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(f"Orthanc exited with {server.process.returncode}:\n{log.read_text()[-2000:]}")
-        try:
-            if server.session().get(f"{server.url}/system", timeout=1).ok:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"Orthanc did not answer within {timeout:g} s:\n{log.read_text()[-2000:]}")
+        with running_orthanc(tmp_path_factory.mktemp("orthanc")) as server:
+            yield server
+    except OrthancDidNotStart as exc:
+        pytest.fail(str(exc))
 
 
 # --- the store, on both backends ---------------------------------------------------------------

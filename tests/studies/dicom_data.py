@@ -4,8 +4,8 @@ and the broken files the upload must refuse."""
 from __future__ import annotations
 
 import io
-import struct
 import zipfile
+from array import array
 from collections.abc import Iterable
 
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -70,9 +70,8 @@ def ct_slice(
     ds.PixelRepresentation = 0
     ds.RescaleIntercept = -1024
     ds.RescaleSlope = 1
-    ds.PixelData = b"".join(
-        struct.pack("<H", (x * 40 + y * 20 + index * 100) % 4096) for y in range(size) for x in range(size)
-    )
+    ramp = array("H", ((x * 40 + index * 100) % 4096 for x in range(2 * size)))
+    ds.PixelData = b"".join(ramp[y % size : y % size + size].tobytes() for y in range(size))  # little-endian
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()
