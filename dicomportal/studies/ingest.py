@@ -186,7 +186,7 @@ def reserve(user_id: int, plans: list[StudyPlan], backend: str, entitlements: En
 
     :raises UploadRefused: the upload would not fit, with the numbers.
     """
-    db.session.execute(select(User.id).where(User.id == user_id).with_for_update())
+    lock_customer(user_id)
     upload = sum(p.size_bytes for p in plans)
     quota = storage_quota_bytes(user_id, entitlements)
     left = max(0, quota - storage_committed_bytes(user_id))
@@ -199,6 +199,22 @@ def reserve(user_id: int, plans: list[StudyPlan], backend: str, entitlements: En
     study_ids = [_study_rows(user_id, plan, backend) for plan in plans]
     db.session.commit()
     return study_ids
+
+
+def lock_customer(user_id: int) -> None:
+    """Hold the customer's row until the transaction ends, so a second upload's quota check waits
+    for the first one's pending rows. PostgreSQL: a row lock that still lets other tables insert
+    rows pointing at the customer. SQLite ignores FOR UPDATE and starts a transaction only at the
+    first write, so there a no-op write on the row takes the database's write lock instead."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
+    else:
+        db.session.execute(
+            update(User)
+            .where(User.id == user_id)
+            .values(id=User.id)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _study_rows(user_id: int, plan: StudyPlan, backend: str) -> int:

@@ -57,12 +57,12 @@ def require_access(user_id: int) -> Entitlements:
 
 @dataclass(frozen=True)
 class Library:
-    """The studies page: the customer's visible studies, the storage meter, whether uploads are on."""
+    """The studies page: the customer's visible studies, the storage meter, whether uploads are on
+    (they are off only while the subscription is paused: no subscription means no page at all)."""
 
     studies: list[Study]
     meter: StorageMeter
     can_upload: bool
-    paused: bool
 
 
 def library(user_id: int) -> Library:
@@ -75,7 +75,6 @@ def library(user_id: int) -> Library:
         studies=list_studies(user_id),
         meter=storage_meter(user_id, entitlements),
         can_upload=entitlements.can_upload,
-        paused=not entitlements.can_upload,
     )
 
 
