@@ -85,7 +85,7 @@ def upload_form() -> str:
 @bp.post("/upload")
 @login_required
 @csrf.exempt  # checked below, once the larger body limit for uploads is in place
-def upload() -> Response | tuple[str, int]:
+def upload() -> Response:
     """Store the upload all or nothing; refused uploads re-render the form with the reason."""
     _allow_upload_sized_body()
     try:
@@ -156,13 +156,14 @@ def _upload_context(**extra: Any) -> dict[str, Any]:
     }
 
 
-def _refused(message: str, status: int) -> tuple[str, int]:
+def _refused(message: str, status: int) -> Response:
+    """The upload form again with the reason: the whole page, or the form alone for upload.js."""
+    context = _upload_context(error=message)
     if wants_partial():
-        context = _upload_context(error=message)
         response = make_response(render_template("studies/_upload_form.html", **context), status)
         response.vary.add("HX-Request")
-        return response  # type: ignore[return-value]
-    return render_template("studies/upload.html", **_upload_context(error=message)), status
+        return response
+    return make_response(render_template("studies/upload.html", **context), status)
 
 
 def _uploaded_message(result: UploadResult) -> str:

@@ -35,16 +35,20 @@
     box.textContent = message;
   }
 
-  function replaceForm(form, html) {
+  function replaceForm(form, html, status) {
     var holder = document.createElement("div");
     holder.innerHTML = html;
     var fresh = holder.querySelector("#upload-form");
     if (fresh) {
       form.replaceWith(fresh);
-    } else {
-      showError(form, "The upload failed. Nothing was stored; please try again.");
-      setBusy(form, false);
+      return;
     }
+    // An answer from something in front of the portal (a proxy's own 413 or 502 page).
+    setBusy(form, false);
+    form.querySelector("#upload-progress").hidden = true;
+    showError(form, status === 413
+      ? "This upload is larger than the server accepts. Upload it in parts."
+      : "The upload failed. Nothing was stored; please try again.");
   }
 
   function setBusy(form, busy) {
@@ -84,11 +88,12 @@
       status.textContent = "Checking and storing " + chosen.length + (chosen.length === 1 ? " file…" : " files…");
     });
     xhr.addEventListener("load", function () {
+      // Stored (204) or logged out meanwhile (401): the server says where to go.
       var target = xhr.getResponseHeader("HX-Redirect");
-      if (xhr.status < 300 && target) {
+      if (target) {
         window.location.assign(target);
       } else {
-        replaceForm(form, xhr.responseText);
+        replaceForm(form, xhr.responseText, xhr.status);
       }
     });
     xhr.addEventListener("error", function () {
