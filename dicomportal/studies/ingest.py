@@ -24,7 +24,7 @@ import secrets
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import IO
 
@@ -155,8 +155,10 @@ def check_files(
         elif meta.sop_uid in checked:
             duplicates += 1
         elif not problems:  # once a file is refused, only look for more problems
-            checked[meta.sop_uid] = CheckedFile(meta, spool.tell(), len(meta.data))
+            offset = spool.tell()
             spool.write(meta.data)
+            # Only the spool keeps the bytes: an upload of gigabytes never sits in memory.
+            checked[meta.sop_uid] = CheckedFile(replace(meta, data=b""), offset, len(meta.data))
     if problems:
         raise UploadRefused(_problems_message(problems))
     if not checked:

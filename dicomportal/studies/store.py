@@ -87,9 +87,11 @@ class LocalDiskStore:
         return self.root / str(int(where.owner_id)) / where.study_uid
 
     def _make_private_dirs(self, directory: Path) -> None:
-        for path in (self.root, directory.parent, directory):
-            path.mkdir(mode=0o700, exist_ok=True)
-            path.chmod(0o700)
+        if not directory.is_dir():
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            for path in (self.root, directory.parent, directory):
+                path.mkdir(mode=0o700, exist_ok=True)
+                path.chmod(0o700)  # mkdir's mode is filtered by the umask
 
     def put(self, where: StudyLocation, name: str, data: bytes) -> str:
         """Write ``data`` atomically as ``<sop uid>.dcm`` in the study's directory."""

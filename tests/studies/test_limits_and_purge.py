@@ -155,3 +155,29 @@ def test_a_purge_the_store_cannot_finish_hides_the_studies_and_leaves_the_rest_t
     monkeypatch.setattr(library, "store_of", real_store_of)
     assert sweep_study_storage() == 1
     assert backend.stored_files() == []
+
+
+def test_a_study_deleted_while_the_store_is_down_disappears_at_once_and_its_files_at_the_next_sweep(
+    backend: Backend, client: FlaskClient, customer: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dicomportal.studies import library
+    from dicomportal.studies.jobs import sweep_study_storage
+
+    upload(client, ct_series(2))
+    [study] = visible_studies(customer)
+    real_store_of = library.store_of
+
+    class Down:
+        def __getattr__(self, name: str) -> Any:
+            raise StoreError("store unreachable (simulated)")
+
+    monkeypatch.setattr(library, "store_of", lambda study: Down())
+
+    assert client.post(f"/studies/{study.id}/delete").status_code == 303
+
+    assert visible_studies(customer) == [] and storage_used_bytes(customer.id) == 0
+    assert len(backend.stored_files()) == 2
+    monkeypatch.setattr(library, "store_of", real_store_of)
+    assert sweep_study_storage() == 1
+    assert backend.stored_files() == []
+    assert sweep_study_storage() == 0
