@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, and_, func, select, update
 
 from dicomportal.billing import clock
 from dicomportal.billing.entitlements import Entitlements, entitlements_for
@@ -55,38 +55,57 @@ def require_access(user_id: int) -> Entitlements:
     return entitlements
 
 
+PAGE_SIZE = 100
+
+
 @dataclass(frozen=True)
 class Library:
-    """The studies page: the customer's visible studies, the storage meter, whether uploads are on
-    (they are off only while the subscription is paused: no subscription means no page at all)."""
+    """The studies page: one page of the customer's visible studies, the storage meter, whether
+    uploads are on (off only while the subscription is paused: without one there is no page)."""
 
     studies: list[Study]
     meter: StorageMeter
     can_upload: bool
+    page: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // PAGE_SIZE))
 
 
-def library(user_id: int) -> Library:
-    """The customer's studies, newest first, with the meter.
+def library(user_id: int, page: int = 1) -> Library:
+    """The customer's studies, newest first, ``PAGE_SIZE`` a page, with the meter. A page past the
+    last shows the last one.
 
     :raises StudiesUnavailable: no access.
     """
     entitlements = require_access(user_id)
+    total = db.session.scalar(select(func.count()).select_from(Study).where(_visible_of(user_id))) or 0
+    page = min(max(1, page), max(1, -(-total // PAGE_SIZE)))
     return Library(
-        studies=list_studies(user_id),
+        studies=list_studies(user_id, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE),
         meter=storage_meter(user_id, entitlements),
         can_upload=entitlements.can_upload,
+        page=page,
+        total=total,
     )
 
 
-def list_studies(user_id: int) -> list[Study]:
+def _visible_of(user_id: int) -> ColumnElement[bool]:
+    return and_(Study.user_id == user_id, Study.status == StudyStatus.READY)
+
+
+def list_studies(user_id: int, offset: int = 0, limit: int | None = None) -> list[Study]:
     """The customer's visible studies, newest upload first (no access check: callers have done it)."""
-    return list(
-        db.session.scalars(
-            select(Study)
-            .where(Study.user_id == user_id, Study.status == StudyStatus.READY)
-            .order_by(Study.created_at.desc(), Study.id.desc())
-        )
+    query = (
+        select(Study)
+        .where(_visible_of(user_id))
+        .order_by(Study.created_at.desc(), Study.id.desc())
+        .offset(offset)
+        .limit(limit)
     )
+    return list(db.session.scalars(query))
 
 
 def get_study(user_id: int, study_id: int) -> Study:

@@ -55,7 +55,7 @@ def not_found(_exc: StudyNotFound) -> Any:
 @login_required
 def index() -> Response:
     """The customer's studies with the storage meter (partial ``_studies.html`` for htmx)."""
-    return render("studies/index.html", "studies/_studies.html", library=library(current_user.id))
+    return render("studies/index.html", "studies/_studies.html", library=library(current_user.id, _page()))
 
 
 @bp.get("/meter")
@@ -116,7 +116,9 @@ def delete(study_id: int) -> Response | str:
     if not wants_partial():
         flash(message, "success")
         return redirect_after_post(url_for("studies.index"))
-    response = render("studies/index.html", "studies/_studies.html", library=library(current_user.id))
+    response = render(
+        "studies/index.html", "studies/_studies.html", library=library(current_user.id, _page())
+    )
     response.headers["HX-Trigger"] = json.dumps(
         {"toast": {"message": message, "category": "success"}, "storage-changed": True}
     )
@@ -132,6 +134,10 @@ def export() -> Response:
     response.headers["Content-Disposition"] = f'attachment; filename="{export_filename()}"'
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _page() -> int:
+    return request.args.get("page", 1, type=int) or 1
 
 
 def _limits() -> UploadLimits:

@@ -148,3 +148,30 @@ def test_studies_need_a_login(client: FlaskClient) -> None:
     for path in ("/studies/", "/studies/upload", "/studies/export.zip", "/studies/1"):
         response = client.get(path)
         assert response.status_code == 302 and "/auth/login" in response.headers["Location"]
+
+
+def test_a_long_library_is_shown_a_hundred_studies_a_page_newest_first(client: FlaskClient, customer: User) -> None:
+    db.session.execute(
+        db.insert(Study),
+        [
+            {
+                "user_id": customer.id,
+                "status": "ready",
+                "storage_backend": "local",
+                "study_instance_uid": f"2.25.{i}",
+                "description": f"STUDY {i:03d}",
+                "size_bytes": 1000,
+            }
+            for i in range(205)
+        ],
+    )
+    db.session.commit()
+
+    first = client.get("/studies/").get_data(as_text=True)
+    last = client.get("/studies/?page=3").get_data(as_text=True)
+    beyond = client.get("/studies/?page=99").get_data(as_text=True)
+
+    assert first.count('<tr id="study-') == 100 and "STUDY 204" in first and "STUDY 104" not in first
+    assert "Page 1 of 3 (205 studies)" in first and 'href="/studies/?page=2" rel="next"' in first
+    assert last.count('<tr id="study-') == 5 and "STUDY 000" in last and 'rel="next"' not in last
+    assert "Page 3 of 3" in beyond
