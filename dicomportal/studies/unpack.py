@@ -167,14 +167,14 @@ def _zip_entries(
     junk: list[str] = []
     for info in files:
         inner = f"{name}: {info.filename}"
-        _checked_name(inner, info.filename)
+        path = _checked_name(inner, info.filename)
         if stat.S_ISLNK(info.external_attr >> 16):
             raise UploadRefused(
                 f"{inner} is a link, which a zip for upload may not hold. Nothing was stored."
             )
         if info.flag_bits & 0x1:
             raise UploadRefused(f"{name} is password-protected; upload it unencrypted. Nothing was stored.")
-        if _is_junk(info.filename.replace("\\", "/")):
+        if _is_junk(path):
             junk.append(inner)
             continue
         _check_file_size(inner, info.file_size, limits)

@@ -38,12 +38,12 @@ def test_hidden_and_system_files_are_skipped_not_refused() -> None:
     parts = [
         part("CD/.DS_Store", b"junk"),
         part("CD/Thumbs.db", b"junk"),
-        part("x.zip", zip_of([("__MACOSX/._IMG1", b"junk"), ("IMG1", data)])),
+        part("x.zip", zip_of([("__MACOSX/._IMG1", b"junk"), ("IMG1", data), ("./CD/IMG2", data)])),
     ]
 
     entries, skipped = plan_entries(parts, LIMITS)
 
-    assert [e.name for e in entries] == ["x.zip: IMG1"]
+    assert [e.name for e in entries] == ["x.zip: IMG1", "x.zip: ./CD/IMG2"]
     assert sorted(skipped) == ["CD/.DS_Store", "CD/Thumbs.db", "x.zip: __MACOSX/._IMG1"]
 
 

@@ -150,7 +150,9 @@ def test_studies_need_a_login(client: FlaskClient) -> None:
         assert response.status_code == 302 and "/auth/login" in response.headers["Location"]
 
 
-def test_a_long_library_is_shown_a_hundred_studies_a_page_newest_first(client: FlaskClient, customer: User) -> None:
+def test_a_long_library_is_shown_a_hundred_studies_a_page_newest_first(
+    client: FlaskClient, customer: User
+) -> None:
     db.session.execute(
         db.insert(Study),
         [
