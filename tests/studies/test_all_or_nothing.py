@@ -137,7 +137,7 @@ def test_a_clean_up_the_store_cannot_do_is_finished_by_the_sweep(
     assert_nothing_visible(customer)
     assert statuses() == [StudyStatus.FAILED] and len(backend.stored_files()) == 3
     monkeypatch.undo()  # the store is back
-    assert sweep_study_storage() == 1
+    assert +sweep_study_storage() == {"upload_removed": 1}
     assert (rows(), backend.stored_files()) == ({"studies": 0, "series": 0, "instances": 0}, [])
 
 
@@ -155,7 +155,7 @@ def test_an_unreachable_orthanc_refuses_the_upload_and_keeps_nothing(
 
     assert_nothing_visible(customer)
     assert statuses() == [StudyStatus.FAILED]  # its clean-up needs Orthanc too: the sweep retries
-    assert sweep_study_storage() == 0
+    assert +sweep_study_storage() == {"deferred": 1}
     assert statuses() == [StudyStatus.FAILED]
 
 
@@ -256,10 +256,12 @@ def test_a_crash_at_any_step_leaves_nothing_visible_and_the_sweep_leaves_nothing
     assert len([f for f in backend.stored_files() if ".tmp-" not in f]) == files_left
 
     if status == StudyStatus.PENDING:  # it might still be uploading: the sweep waits
-        sweep_study_storage()
+        assert +sweep_study_storage() == {}
         assert statuses() == [status]
         travel_past_stale()
-    sweep_study_storage()
+        assert +sweep_study_storage() == {"given_up": 1, "upload_removed": 1}
+    else:
+        assert +sweep_study_storage() == {"upload_removed": 1}
 
     assert (rows(), backend.stored_files()) == ({"studies": 0, "series": 0, "instances": 0}, [])
     assert_nothing_visible(customer)

@@ -153,7 +153,7 @@ def test_a_purge_the_store_cannot_finish_hides_the_studies_and_leaves_the_rest_t
     assert (counts.studies, counts.left_for_sweep) == (0, 1)
     assert visible_studies(customer) == [] and len(backend.stored_files()) == 2
     monkeypatch.setattr(library, "store_of", real_store_of)
-    assert sweep_study_storage() == 1
+    assert +sweep_study_storage() == {"deleted_files_removed": 1}
     assert backend.stored_files() == []
 
 
@@ -178,6 +178,6 @@ def test_a_study_deleted_while_the_store_is_down_disappears_at_once_and_its_file
     assert visible_studies(customer) == [] and storage_used_bytes(customer.id) == 0
     assert len(backend.stored_files()) == 2
     monkeypatch.setattr(library, "store_of", real_store_of)
-    assert sweep_study_storage() == 1
+    assert +sweep_study_storage() == {"deleted_files_removed": 1}
     assert backend.stored_files() == []
-    assert sweep_study_storage() == 0
+    assert +sweep_study_storage() == {}
