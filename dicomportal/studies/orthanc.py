@@ -122,11 +122,6 @@ class OrthancStore:
             total += int(self._json(response, "measure a study")["DicomDiskSize"])
         return total
 
-    def ping(self) -> dict[str, Any]:
-        """GET /system: Orthanc's name and version (``dicomportal check`` and the tests use it)."""
-        answer: dict[str, Any] = self._json(self._call("GET", "/system"), "answer")
-        return answer
-
 
 def _check_id(value: str) -> None:
     if not _ORTHANC_ID.match(value):
