@@ -153,6 +153,7 @@ def register_blueprints(app: Flask) -> None:
         help,
         plans,
         redirects,
+        studies,
         viewer,
         webhooks,
     )
@@ -161,7 +162,7 @@ def register_blueprints(app: Flask) -> None:
     # Before any route is added: every ``<int:...>`` in every blueprint is a bounded id.
     app.url_map.converters["int"] = IdConverter
 
-    for module in (redirects, auth, plans, checkout, billing, account, help, viewer, webhooks, dev):
+    for module in (redirects, auth, plans, checkout, billing, account, help, viewer, studies, webhooks, dev):
         app.register_blueprint(module.bp)
 
 
@@ -238,7 +239,8 @@ def register_jobs() -> None:
     """Each domain's scheduled jobs register themselves with ``dicomportal.jobs`` when imported."""
     import dicomportal.accounts.jobs
     import dicomportal.billing.jobs
-    import dicomportal.mail.jobs  # noqa: F401
+    import dicomportal.mail.jobs
+    import dicomportal.studies.jobs  # noqa: F401
 
 
 def register_commands(app: Flask) -> None:

@@ -175,6 +175,17 @@ def load_config(instance_path: Path) -> dict[str, Any]:
         "WEBHOOK_MAX_CONTENT_LENGTH": _int("WEBHOOK_MAX_CONTENT_LENGTH", 1024 * 1024),
         # Viewer: megabytes of decoded series each process keeps (rendered images get a sixth more)
         "VIEWER_CACHE_MB": _int("VIEWER_CACHE_MB", 768),
+        # Study storage (dicomportal/studies): where DICOM files live and how big an upload may be
+        "STUDY_STORAGE": os.environ.get("STUDY_STORAGE", "local").strip().lower(),
+        "STUDY_STORAGE_DIR": os.environ.get("STUDY_STORAGE_DIR") or str(instance_path / "studies"),
+        "ORTHANC_URL": os.environ.get("ORTHANC_URL", "http://127.0.0.1:8042").rstrip("/"),
+        "ORTHANC_USERNAME": os.environ.get("ORTHANC_USERNAME", ""),
+        "ORTHANC_PASSWORD": os.environ.get("ORTHANC_PASSWORD", ""),
+        "ORTHANC_TIMEOUT": float(os.environ.get("ORTHANC_TIMEOUT", "60")),
+        "UPLOAD_MAX_MB": _int("UPLOAD_MAX_MB", 2048),
+        "UPLOAD_MAX_FILE_MB": _int("UPLOAD_MAX_FILE_MB", 512),
+        "UPLOAD_MAX_FILES": _int("UPLOAD_MAX_FILES", 5000),
+        "UPLOAD_ZIP_MAX_RATIO": _int("UPLOAD_ZIP_MAX_RATIO", 100),
         # Security
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
         "RATELIMIT_HEADERS_ENABLED": True,

@@ -18,6 +18,7 @@ from dicomportal.models.billing import (
 )
 from dicomportal.models.catalog import AddOn, Interval, OverageRate, Plan, Price
 from dicomportal.models.ops import AuditLog, EmailOutbox, JobItemFailure
+from dicomportal.models.studies import Instance, Series, Study, StudyStatus
 from dicomportal.models.user import BillingProfile, LoginSession, Role, User
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "BillingProfile",
     "BillingReason",
     "EmailOutbox",
+    "Instance",
     "Interval",
     "Invoice",
     "InvoiceLine",
@@ -44,7 +46,10 @@ __all__ = [
     "Plan",
     "Price",
     "Role",
+    "Series",
     "StripeEvent",
+    "Study",
+    "StudyStatus",
     "Subscription",
     "SubscriptionStatus",
     "User",

@@ -1,1 +1,2 @@
-"""DICOM studies: reading series, rendering slices and 3D views, segmentation, the viewer's tools."""
+"""DICOM studies: reading series, rendering slices and 3D views, segmentation and the viewer's
+tools; storage backends (local disk, Orthanc), upload and ingest, quota, the library."""
