@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,6 +38,14 @@ def main() -> None:
     build_cli()()
 
 
+def require_demo_extra() -> None:
+    """:raises click.ClickException: localstripe (the ``demo`` extra) is not installed."""
+    if importlib.util.find_spec("localstripe") is None:
+        raise click.ClickException(
+            "The demo runs localstripe, which is not installed. Install the demo extra: pip install '.[demo]'"
+        )
+
+
 @click.command("demo")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve the portal on.")
 @click.option("--port", default=5000, show_default=True, type=int, help="Port to serve the portal on.")
@@ -49,6 +58,7 @@ def main() -> None:
 )
 def demo_command(host: str, port: int, stripe_port: int | None, data_dir: Path | None) -> None:
     """Run the whole portal locally: localstripe, a seeded database, demo logins. Ctrl-C stops it."""
+    require_demo_extra()
     from dicomportal.devtools.demo import DemoError, DemoOptions, run_demo
 
     options = DemoOptions(host=host, port=port, stripe_port=stripe_port, data_dir=data_dir)
@@ -63,6 +73,7 @@ def demo_command(host: str, port: int, stripe_port: int | None, data_dir: Path |
 @click.option("--port", default=8420, show_default=True, type=int)
 def stripe_server_command(host: str, port: int) -> None:
     """Serve localstripe (a local Stripe API) in memory until Ctrl-C."""
+    require_demo_extra()
     from dicomportal.devtools.stripe_server import serve
 
     click.echo(f"localstripe at http://{host}:{port} (in memory). Press Ctrl-C to stop")

@@ -13,9 +13,7 @@ import re
 import shutil
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from email import message_from_bytes, policy
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +26,9 @@ from werkzeug.serving import make_server
 from dicomportal import create_app
 from dicomportal.devtools.stripe_server import LocalStripe, free_port
 from dicomportal.extensions import db, limiter
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-WEBHOOK_SECRET = "whsec_test_dicomportal"
-
-
-def require(condition: bool, why: str) -> None:
-    """Skip locally, fail in CI: CI must run every test."""
-    if not condition:
-        (pytest.fail if IN_CI else pytest.skip)(why)
-
+from tests.helpers.auth import AuthActions
+from tests.helpers.environment import CHROMIUM, WEBHOOK_SECRET, require
+from tests.helpers.mail import SmtpSink
 
 # --- databases ---------------------------------------------------------------------------------
 
@@ -107,28 +97,6 @@ def stripe_server() -> Iterator[LocalStripe]:
     """One localstripe for the session, on a free loopback port."""
     with LocalStripe() as server:
         yield server
-
-
-@dataclass
-class SmtpSink:
-    """A real SMTP server (aiosmtpd) in this process; ``messages`` is what it received."""
-
-    host: str
-    port: int
-    messages: list[EmailMessage] = field(default_factory=list)
-
-    def to(self, address: str) -> list[EmailMessage]:
-        return [m for m in self.messages if address.lower() in str(m["To"]).lower()]
-
-    def last_to(self, address: str) -> EmailMessage:
-        found = self.to(address)
-        assert found, f"no mail to {address}; received: {[str(m['To']) for m in self.messages]}"
-        return found[-1]
-
-    @staticmethod
-    def text(message: EmailMessage) -> str:
-        part = message.get_body(preferencelist=("plain",)) or message
-        return str(part.get_content())
 
 
 @pytest.fixture(scope="session")
@@ -217,26 +185,25 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
+def web_app(instance_dir: Path) -> Iterator[Flask]:
+    """The app for pages that read no database (the help centre, static files, redirects): their
+    tests run once, not once per database. Its database is empty and in memory, with no tables,
+    so a page that did query would fail its test."""
+    config = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite://", "WTF_CSRF_ENABLED": False}
+    app = create_app({**config, "STRIPE_API_BASE": "http://127.0.0.1:9"}, instance_path=str(instance_dir))
+    with app.app_context():
+        yield app
+        db.engine.dispose()
+
+
+@pytest.fixture
+def web_client(web_app: Flask) -> FlaskClient:
+    return web_app.test_client()
+
+
+@pytest.fixture
 def runner(app: Flask) -> Any:
     return app.test_cli_runner()
-
-
-class AuthActions:
-    """Sign up, log in and out through the real forms."""
-
-    def __init__(self, client: FlaskClient) -> None:
-        self.client = client
-
-    def signup(
-        self, email: str = "pat@example.com", password: str = "correct horse battery", name: str = "Pat Lee"
-    ) -> Any:
-        return self.client.post("/auth/signup", data={"email": email, "password": password, "name": name})
-
-    def login(self, email: str = "pat@example.com", password: str = "correct horse battery") -> Any:
-        return self.client.post("/auth/login", data={"email": email, "password": password})
-
-    def logout(self) -> Any:
-        return self.client.post("/auth/logout")
 
 
 @pytest.fixture
@@ -287,7 +254,9 @@ def page(_browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     if report is not None and report.failed:
         out = Path("test-artifacts")
         out.mkdir(exist_ok=True)
-        page.screenshot(path=str(out / f"{request.node.name}.png"), full_page=True)
+        # e.g. test-artifacts/tests.test_subscribe_browser.test_pay[postgresql].png
+        name = f"{request.node.module.__name__}.{request.node.name}"
+        page.screenshot(path=str(out / f"{name}.png"), full_page=True)
     context.close()
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SmtpSink
+from tests.helpers.mail import SmtpSink
 
 EMAIL = "robin.journey@example.com"
 

@@ -14,7 +14,8 @@ from sqlalchemy import func, select
 
 from dicomportal.extensions import db
 from dicomportal.models import EmailOutbox, Role, User
-from tests.conftest import AuthActions, SmtpSink
+from tests.helpers.auth import AuthActions
+from tests.helpers.mail import SmtpSink
 
 PASSWORD = "correct horse battery"
 NEW_PASSWORD = "a brand new passphrase"

@@ -49,6 +49,7 @@ def test_a_new_data_dir_its_key_and_database_are_readable_by_the_owner_only(tmp_
         "data": "0o700",
         "secret_key": "0o600",
         "dicomportal.db": "0o600",
+        "static-build": "0o700",  # the static files under content-hashed names (public anyway)
     }
 
 

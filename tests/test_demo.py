@@ -358,3 +358,23 @@ def test_a_restart_with_the_same_data_dir_keeps_stripe_and_the_demo_clock(
     assert abs(a_month_later - (resumed + relativedelta(months=1))) < timedelta(minutes=1)
     assert paid_invoices(browser, expected=2) == 2, "the renewal after the restart was not paid"
     assert payment_intents_of(second.stripe_api_base, DEMO_CUSTOMER.email) == ["succeeded", "succeeded"]
+
+
+def test_the_demo_without_its_extra_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """localstripe is the ``demo`` extra: a production install (``pip install .``) lacks it."""
+    import importlib.util
+
+    from click.testing import CliRunner
+
+    from dicomportal.cli import build_cli
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "localstripe" else real_find_spec(name, *a),
+    )
+    for command in (["demo"], ["stripe-server"]):
+        result = CliRunner().invoke(build_cli(), command)
+        assert result.exit_code != 0
+        assert "pip install '.[demo]'" in result.output, result.output

@@ -18,7 +18,8 @@ from dicomportal.deployment.checklist import Finding, Level, run_checks
 from dicomportal.deployment.safety import PUBLIC_STRIPE_KEYS, PUBLIC_WEBHOOK_SECRETS, UnsafeSettings
 from dicomportal.devtools import demo
 from dicomportal.devtools.stripe_server import free_port
-from tests.conftest import WEBHOOK_SECRET, SmtpSink
+from tests.helpers.environment import WEBHOOK_SECRET
+from tests.helpers.mail import SmtpSink
 
 LIVE = {
     "STRIPE_SECRET_KEY": "sk_live_51Habcdefghijklmnop",

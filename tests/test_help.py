@@ -23,6 +23,12 @@ REQUIRED_TOPICS = {
 ALL_SLUGS = [article.slug for article in help_centre().articles]
 
 
+@pytest.fixture
+def client(web_client: FlaskClient) -> FlaskClient:
+    """These pages read no database: one run, not one per database (see ``web_app``)."""
+    return web_client
+
+
 def result_slugs(html: str) -> list[str]:
     """The articles a results list links to, in order."""
     return re.findall(r'<h3><a href="/help/([\w-]+)">', html)

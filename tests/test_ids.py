@@ -13,7 +13,7 @@ from werkzeug.routing import Map, Rule
 
 from dicomportal.models.types import MAX_ID
 from dicomportal.views._routing import IdConverter
-from tests.conftest import AuthActions
+from tests.helpers.auth import AuthActions
 
 TOO_BIG = [str(MAX_ID + 1), "99999999999", "9" * 20, "9" * 5000]
 INT_PART = re.compile(r"<int(?:\([^)]*\))?:\w+>")

@@ -14,7 +14,7 @@ from dicomportal.devtools.stripe_server import free_port
 from dicomportal.extensions import db
 from dicomportal.mail import MAX_ATTEMPTS, commit_and_deliver, deliver_pending, queue_email
 from dicomportal.models import EmailOutbox
-from tests.conftest import SmtpSink
+from tests.helpers.mail import SmtpSink
 
 CLOSED_PORT = free_port()  # nothing listens there: connecting is refused
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from dicomportal.extensions import db
 from dicomportal.models import EmailOutbox
 from dicomportal.views.dev import autolink
-from tests.conftest import AuthActions
+from tests.helpers.auth import AuthActions
 
 DEMO = {"DEMO_MODE": True, "MAIL_BACKEND": "outbox"}
 

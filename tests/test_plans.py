@@ -22,6 +22,7 @@ from dicomportal.billing.catalog import (
 from dicomportal.billing.money import format_money
 from dicomportal.extensions import db
 from dicomportal.models import Interval
+from tests.helpers.auth import AuthActions
 
 
 def page_text(markup: str) -> str:
@@ -216,3 +217,42 @@ def test_pricing_page_has_no_inline_styles_or_scripts(client: FlaskClient) -> No
 
     assert "style=" not in markup
     assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", markup)
+
+
+# --- the pricing page from memory -------------------------------------------------------------------
+
+
+def test_anonymous_visitors_get_the_pricing_page_from_memory_without_a_session_cookie(
+    app: Flask, client: FlaskClient
+) -> None:
+    from sqlalchemy import event
+
+    from dicomportal.extensions import db
+
+    first = client.get("/plans/?interval=year")
+    statements: list[str] = []
+    event.listen(db.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    again = client.get("/plans/?interval=year")
+
+    assert again.get_data() == first.get_data() and again.status_code == 200
+    assert statements == []  # the catalog revision was read a moment ago: no query at all
+    assert "Set-Cookie" not in again.headers and "X-CSRFToken" not in again.get_data(as_text=True)
+
+
+def test_a_catalog_change_shows_on_the_next_request_of_every_visitor(app: Flask, client: FlaskClient) -> None:
+    from dicomportal.billing.catalog import load_catalog_file, seed_catalog
+
+    assert "$29" in page_text(client.get("/plans/").get_data(as_text=True))
+    data = load_catalog_file()
+    next(p for p in data["plans"] if p["code"] == "professional")["prices"]["month"] = 3400
+    assert seed_catalog(data) > 0
+
+    text = page_text(client.get("/plans/").get_data(as_text=True))
+    assert "$34" in text and "$29" not in text
+
+
+def test_a_logged_in_visitor_gets_a_page_of_their_own(client: FlaskClient, auth: AuthActions) -> None:
+    client.get("/plans/")  # an anonymous visitor fills the cache
+    auth.signup()
+    page = client.get("/plans/").get_data(as_text=True)
+    assert "Log out" in page and "X-CSRFToken" not in page  # the logout form carries its own token

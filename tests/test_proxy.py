@@ -9,7 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import EnvironBuilder
 
-from tests.conftest import AuthActions
+from tests.helpers.auth import AuthActions
 
 PROXY = {"REMOTE_ADDR": "10.0.0.2"}  # every request arrives from the proxy
 ATTACKER = {"X-Forwarded-For": "203.0.113.7"}

@@ -4,7 +4,14 @@ and emails land on the same page (GETs move for good, form posts keep their meth
 from __future__ import annotations
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
+
+
+@pytest.fixture
+def client(web_client: FlaskClient) -> FlaskClient:
+    """These pages read no database: one run, not one per database (see ``web_app``)."""
+    return web_client
 
 
 @pytest.mark.parametrize(
@@ -42,6 +49,6 @@ def test_old_form_posts_are_redirected_with_their_method_kept(
     assert (response.status_code, response.headers["Location"]) == (308, new)
 
 
-def test_an_old_pricing_link_still_shows_the_plans(client: FlaskClient) -> None:
-    page = client.get("/pricing?interval=year", follow_redirects=True)
+def test_an_old_pricing_link_still_shows_the_plans(app: Flask) -> None:
+    page = app.test_client().get("/pricing?interval=year", follow_redirects=True)
     assert page.status_code == 200 and "Save up to" in page.get_data(as_text=True)

@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 from dicomportal.accounts import purge_expired_sessions
 from dicomportal.extensions import db
 from dicomportal.models import LoginSession
-from tests.conftest import AuthActions, SmtpSink
+from tests.helpers.auth import AuthActions
+from tests.helpers.mail import SmtpSink
 from tests.test_auth import ask_for_reset_link
 
 PASSWORD = "correct horse battery"

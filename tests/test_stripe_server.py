@@ -140,12 +140,13 @@ while True:
 
 def test_killing_the_server_while_it_saves_leaves_a_loadable_state(tmp_path: Path) -> None:
     state = tmp_path / "localstripe.pickle"
-    for delay in (0.0, 0.021, 0.047):
+    landed_mid_save = 0
+    for attempt in range(40):  # until three kills land in the middle of a save (a busy machine varies)
         child = subprocess.Popen(
             [sys.executable, "-c", SAVE_FOREVER, str(state)], stdout=subprocess.PIPE, text=True
         )
         assert child.stdout is not None and child.stdout.readline() == "saved\n"
-        time.sleep(delay)
+        time.sleep((attempt % 7) * 0.013)
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=10)
         child.stdout.close()
@@ -153,8 +154,13 @@ def test_killing_the_server_while_it_saves_leaves_a_loadable_state(tmp_path: Pat
         loaded = load_state(state)
 
         assert loaded is not None and loaded["payload"] == bytes([loaded["generation"]]) * 4_000_000
-    # The kills did land in the middle of saves: those left their temporary files behind.
-    assert list(tmp_path.glob(".localstripe.pickle.*.tmp"))
+        leftovers = list(tmp_path.glob(".localstripe.pickle.*.tmp"))  # a kill during a save leaves one
+        landed_mid_save += bool(leftovers)
+        for leftover in leftovers:
+            leftover.unlink()
+        if landed_mid_save >= 3:
+            break
+    assert landed_mid_save >= 3  # the kills did land in the middle of saves, and the state held
 
 
 def test_load_state_refuses_what_is_not_a_store(tmp_path: Path) -> None:

@@ -9,7 +9,8 @@ from typing import Any, cast
 
 from flask import current_app
 from flask_login.config import COOKIE_DURATION
-from sqlalchemy import CursorResult, delete, select
+from sqlalchemy import CursorResult, bindparam, delete, select
+from sqlalchemy.orm import joinedload
 
 from dicomportal.extensions import db
 from dicomportal.models import LoginSession, User
@@ -56,13 +57,17 @@ def start_session(user: User, remember: bool = False) -> str:
     return token
 
 
+_USER_FOR_SESSION = (
+    select(User)
+    .join(LoginSession, LoginSession.user_id == User.id)
+    .where(LoginSession.token_digest == bindparam("digest"), LoginSession.expires_at > bindparam("now"))
+    .options(joinedload(User.billing_profile))  # every billing page needs it
+)
+
+
 def user_for_session(token: str) -> User | None:
     """The account an open, unexpired login session belongs to (``None`` once it has ended)."""
-    user = db.session.scalar(
-        select(User)
-        .join(LoginSession, LoginSession.user_id == User.id)
-        .where(LoginSession.token_digest == _digest(token), LoginSession.expires_at > _wall_clock())
-    )
+    user = db.session.scalar(_USER_FOR_SESSION, {"digest": _digest(token), "now": _wall_clock()})
     if user is not None:
         user.session_token = token
     return user

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import time
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from sqlalchemy import select
+from flask import current_app
+from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from dicomportal.billing import proration
 from dicomportal.extensions import db
-from dicomportal.models import AddOn, Interval, OverageRate, Plan, Price
+from dicomportal.models import AddOn, CatalogRevision, Interval, OverageRate, Plan, Price
 
 PLAN_FIELDS = (
     "name",
@@ -44,8 +46,31 @@ def seed_catalog(data: dict[str, Any] | None = None) -> int:
     changes = sum(_seed_plan(spec) for spec in data.get("plans", []))
     changes += sum(_seed_addon(spec) for spec in data.get("addons", []))
     changes += sum(_seed_overage(spec) for spec in data.get("overage", []))
+    if changes:
+        db.session.add(CatalogRevision(changes=changes))  # every process's cached pages go stale
     db.session.commit()
+    current_app.extensions.pop(REVISION_KEY, None)  # this process sees its own change at once
     return changes
+
+
+REVISION_KEY = "catalog_revision"
+REVISION_RECHECK_SECONDS = 1.0
+
+
+def catalog_revision() -> int:
+    """The catalog's version: it changes whenever ``seed_catalog`` changes anything.
+
+    Read from the database at most once a second per process (a change made by another process is
+    seen within a second; one made by this process at once), so a page served from memory costs
+    no query at all.
+    """
+    now = time.monotonic()
+    checked: tuple[float, int] | None = current_app.extensions.get(REVISION_KEY)
+    if checked is not None and now - checked[0] < REVISION_RECHECK_SECONDS:
+        return checked[1]
+    revision = int(db.session.scalar(select(func.max(CatalogRevision.id))) or 0)
+    current_app.extensions[REVISION_KEY] = (now, revision)
+    return revision
 
 
 def _seed_plan(spec: dict[str, Any]) -> int:

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import CursorResult, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
@@ -44,14 +44,16 @@ INTENT_STATUS = {
 }
 
 
+_DEFAULT_CARD = select(PaymentMethod).where(
+    PaymentMethod.user_id == bindparam("user_id"),
+    PaymentMethod.is_default.is_(True),
+    PaymentMethod.detached_at.is_(None),
+)
+
+
 def default_card(user_id: int) -> PaymentMethod | None:
     """The card renewals are charged to."""
-    query = select(PaymentMethod).where(
-        PaymentMethod.user_id == user_id,
-        PaymentMethod.is_default.is_(True),
-        PaymentMethod.detached_at.is_(None),
-    )
-    return db.session.scalar(query)
+    return db.session.scalar(_DEFAULT_CARD, {"user_id": user_id})
 
 
 def charge_invoice(invoice_id: int) -> Payment:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Integer, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dicomportal import clock
@@ -164,12 +164,14 @@ def void(invoice: Invoice) -> None:
     invoice.next_attempt_at = None
 
 
+_NEWEST_FIRST = (
+    select(Invoice)
+    .where(Invoice.user_id == bindparam("user_id"), Invoice.status != InvoiceStatus.DRAFT)
+    .order_by(Invoice.finalized_at.desc(), Invoice.id.desc())
+    .limit(bindparam("limit", type_=Integer))
+)
+
+
 def invoices_for(user_id: int, limit: int = 50) -> list[Invoice]:
-    """A customer's finalized invoices, newest first."""
-    query = (
-        select(Invoice)
-        .where(Invoice.user_id == user_id, Invoice.status != InvoiceStatus.DRAFT)
-        .order_by(Invoice.finalized_at.desc(), Invoice.id.desc())
-        .limit(limit)
-    )
-    return list(db.session.scalars(query))
+    """A customer's finalized invoices, newest first (read through the customer's index)."""
+    return list(db.session.scalars(_NEWEST_FIRST, {"user_id": user_id, "limit": limit}))

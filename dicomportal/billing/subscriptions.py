@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
 from dicomportal import clock
-from dicomportal.billing import audit, cancellation, cards, collection
+from dicomportal.billing import audit, cancellation, cards, collection, extras
 from dicomportal.billing.errors import (
     AlreadySubscribed,
     ChargeInProgress,
@@ -48,10 +48,22 @@ def live_subscription(user_id: int) -> Subscription | None:
     return db.session.scalar(query)
 
 
+_LATEST = (
+    select(Subscription)
+    .where(Subscription.user_id == bindparam("user_id"))
+    .options(
+        joinedload(Subscription.price).joinedload(Price.plan),
+        joinedload(Subscription.scheduled_price).joinedload(Price.plan),
+    )
+    .order_by((Subscription.status == SubscriptionStatus.ENDED).asc(), Subscription.id.desc())
+    .limit(1)
+)
+
+
 def latest_subscription(user_id: int) -> Subscription | None:
-    """The live subscription, or else the most recent ended one."""
-    query = select(Subscription).where(Subscription.user_id == user_id).order_by(Subscription.id.desc())
-    return live_subscription(user_id) or db.session.scalars(query).first()
+    """The live subscription, or else the most recent ended one, with its plan and any scheduled
+    plan loaded in the same query."""
+    return db.session.scalars(_LATEST, {"user_id": user_id}).first()
 
 
 def sellable_price(price_id: int) -> Price:
@@ -198,13 +210,14 @@ def _next_period_invoice(subscription: Subscription) -> Invoice:
         subscription.price = db.session.get_one(Price, subscription.scheduled_price_id)
         subscription.scheduled_price_id = None
     price = subscription.price
+    ended = (subscription.current_period_start, subscription.current_period_end)
     start, end_ = next_period(subscription.billing_anchor, price.interval, subscription.current_period_end)
     subscription.current_period_start, subscription.current_period_end = start, end_
     subscription.renewal_claimed_until = None  # a missed period still due can be claimed again
     db.session.flush()  # UPDATE ... WHERE version = <read>: a concurrent renewal loses here
     invoice = create_invoice(
         subscription.user,
-        [plan_line(price, start, end_)],
+        [plan_line(price, start, end_), *extras.renewal_lines(subscription, *ended)],
         BillingReason.SUBSCRIPTION_CYCLE,
         subscription,
         (start, end_),

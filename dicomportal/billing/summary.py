@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.orm import selectinload
 
 from dicomportal import clock
 from dicomportal.billing import collection, subscriptions
@@ -77,10 +78,15 @@ def first_period_end(price: Price) -> datetime:
     return period_boundary(clock.now(), price.interval, 1)
 
 
-def next_charge(subscription: Subscription, profile: BillingProfile | None) -> Charge | None:
-    """The next automatic charge, or None when none is coming (ending, ended, not started)."""
+def next_charge(
+    subscription: Subscription, profile: BillingProfile | None, open_invoices: list[Invoice] | None = None
+) -> Charge | None:
+    """The next automatic charge, or None when none is coming (ending, ended, not started).
+
+    ``open_invoices``: the customer's open invoices when the caller has them already."""
     if subscription.is_past_due:
-        invoice = _open_invoice(subscription.id)
+        owed = [i for i in _open(subscription.user_id, open_invoices) if i.subscription_id == subscription.id]
+        invoice = max(owed, key=lambda i: i.id, default=None)
         if invoice is None or invoice.next_attempt_at is None:
             return None
         return Charge(invoice.amount_due_cents, 0, 0, invoice.currency, invoice.next_attempt_at)
@@ -91,13 +97,22 @@ def next_charge(subscription: Subscription, profile: BillingProfile | None) -> C
     return price_charge(price, profile, on)
 
 
-def _open_invoice(subscription_id: int) -> Invoice | None:
-    query = (
-        select(Invoice)
-        .where(Invoice.subscription_id == subscription_id, Invoice.status == InvoiceStatus.OPEN)
-        .order_by(Invoice.id.desc())
-    )
-    return db.session.scalars(query).first()
+_OPEN = (
+    select(Invoice)
+    .where(Invoice.user_id == bindparam("user_id"), Invoice.status == InvoiceStatus.OPEN)
+    .options(selectinload(Invoice.payments))
+    .order_by(Invoice.id)
+)
+
+
+def open_invoices(user_id: int) -> list[Invoice]:
+    """The customer's open (unpaid) invoices with their payment attempts: one query, plus one for
+    the attempts only when there is an open invoice at all."""
+    return list(db.session.scalars(_OPEN, {"user_id": user_id}))
+
+
+def _open(user_id: int, known: list[Invoice] | None) -> list[Invoice]:
+    return known if known is not None else open_invoices(user_id)
 
 
 def shown_subscription(user_id: int) -> Subscription | None:
@@ -147,14 +162,24 @@ def own_payment(user_id: int, payment_id: int) -> Payment | None:
 
 
 def account_summary(user: User) -> AccountSummary:
-    """Everything the account dashboard shows about billing."""
+    """Everything the account dashboard shows about billing, in four queries however long the
+    customer's history (the subscription with its plans, the card, the last invoices, the open
+    ones), plus one for the open invoices' payments when any is open."""
     subscription = shown_subscription(user.id)
+    owed = open_invoices(user.id)
+    waiting = [
+        p
+        for i in owed
+        if subscription is not None and i.subscription_id == subscription.id
+        for p in i.payments
+        if p.status == PaymentStatus.REQUIRES_ACTION
+    ]
     return AccountSummary(
         subscription=subscription,
         card=collection.default_card(user.id),
         invoices=invoices_for(user.id, limit=RECENT_INVOICES),
-        next_charge=next_charge(subscription, user.billing_profile) if subscription else None,
-        awaiting_authentication=awaiting_authentication(subscription.id) if subscription else None,
-        amount_due_cents=amount_due_cents(user.id),
+        next_charge=next_charge(subscription, user.billing_profile, owed) if subscription else None,
+        awaiting_authentication=max(waiting, key=lambda p: p.id, default=None),
+        amount_due_cents=sum(i.amount_due_cents for i in owed),
         access=entitlements_of(subscription),
     )

@@ -141,7 +141,9 @@ def index_store_by_type(resources: Any) -> None:
         dict.update(store, *args, **kwargs)
         rebuild(store)
 
-    def list_all(cls: Any, url: str, limit: Any = None, starting_after: Any = None, **kwargs: Any) -> Any:
+    def list_all(
+        cls: type[Any], /, url: str, limit: Any = None, starting_after: Any = None, **kwargs: Any
+    ) -> Any:
         if kwargs:
             raise resources.UserError(400, "Unexpected " + ", ".join(kwargs.keys()))
         found = resources.List(url, limit=limit, starting_after=starting_after)

@@ -16,7 +16,7 @@ from dicomportal.models.billing import (
     Subscription,
     SubscriptionStatus,
 )
-from dicomportal.models.catalog import AddOn, Interval, OverageRate, Plan, Price
+from dicomportal.models.catalog import AddOn, CatalogRevision, Interval, OverageRate, Plan, Price
 from dicomportal.models.ops import AuditLog, EmailOutbox, JobItemFailure
 from dicomportal.models.studies import Instance, Series, Study, StudyStatus
 from dicomportal.models.user import BillingProfile, LoginSession, Role, User
@@ -29,6 +29,7 @@ __all__ = [
     "AuditLog",
     "BillingProfile",
     "BillingReason",
+    "CatalogRevision",
     "EmailOutbox",
     "Instance",
     "Interval",

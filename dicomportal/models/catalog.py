@@ -90,3 +90,15 @@ class OverageRate(db.Model):  # type: ignore[name-defined,misc]
     unit_amount_cents: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3), default="USD")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class CatalogRevision(db.Model):  # type: ignore[name-defined,misc]
+    """One row per change to the catalog (``dicomportal seed`` adds it with the change): its
+    highest id is the catalog's version, which tells every process when its cached pricing
+    page is out of date."""
+
+    __tablename__ = "catalog_revisions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    changes: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

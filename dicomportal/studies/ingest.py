@@ -35,10 +35,11 @@ from dicomportal import clock
 from dicomportal.billing.entitlements import Entitlements, entitlements_for
 from dicomportal.extensions import db
 from dicomportal.models import Instance, Series, Study, StudyStatus, SubscriptionStatus, User
+from dicomportal.studies.backends import open_store
 from dicomportal.studies.errors import UploadFailed, UploadRefused
 from dicomportal.studies.files import DicomFile, FileRefused, UidRewriter, read_dicom
 from dicomportal.studies.quota import format_bytes, storage_committed_bytes, storage_quota_bytes
-from dicomportal.studies.store import StoreError, StudyLocation, StudyStore, open_store
+from dicomportal.studies.store import StoreError, StudyLocation, StudyStore
 from dicomportal.studies.unpack import Entry, UploadLimits, UploadPart, plan_entries
 
 log = logging.getLogger(__name__)

@@ -24,10 +24,11 @@ from dicomportal import clock
 from dicomportal.billing.entitlements import Entitlements, entitlements_for
 from dicomportal.extensions import db
 from dicomportal.models import Instance, Series, Study, StudyStatus
+from dicomportal.studies.backends import open_store
 from dicomportal.studies.errors import StudiesUnavailable, StudyNotFound
 from dicomportal.studies.ingest import delete_rows
 from dicomportal.studies.quota import StorageMeter, storage_meter
-from dicomportal.studies.store import StoreError, StudyLocation, StudyStore, open_store
+from dicomportal.studies.store import StoreError, StudyLocation, StudyStore
 
 log = logging.getLogger(__name__)
 

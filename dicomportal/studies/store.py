@@ -13,11 +13,10 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 LOCAL = "local"
 ORTHANC = "orthanc"
@@ -155,30 +154,3 @@ class LocalDiskStore:
     def _iter_files(self, where: StudyLocation) -> Iterator[Path]:
         directory = self._study_dir(where)
         return directory.glob("*.dcm") if directory.is_dir() else iter(())
-
-
-def open_store(config: Mapping[str, Any], backend: str | None = None) -> StudyStore:
-    """The store for ``backend`` (default: the configured ``STUDY_STORAGE``).
-
-    A study remembers the backend it was stored in, so studies stay readable after
-    ``STUDY_STORAGE`` changes as long as their backend is still configured.
-    """
-    backend = backend or config["STUDY_STORAGE"]
-    if backend == LOCAL:
-        return LocalDiskStore(config["STUDY_STORAGE_DIR"])
-    if backend == ORTHANC:
-        return _orthanc(
-            config["ORTHANC_URL"],
-            config.get("ORTHANC_USERNAME") or None,
-            config.get("ORTHANC_PASSWORD") or None,
-            float(config.get("ORTHANC_TIMEOUT", 60)),
-        )
-    raise ValueError(f"STUDY_STORAGE must be one of {', '.join(BACKENDS)}, not {backend!r}")
-
-
-@lru_cache(maxsize=8)
-def _orthanc(url: str, username: str | None, password: str | None, timeout: float) -> StudyStore:
-    """One client (and its pool of keep-alive connections) per Orthanc configuration."""
-    from dicomportal.studies.orthanc import OrthancStore
-
-    return OrthancStore(url, username=username, password=password, timeout=timeout)

@@ -10,7 +10,7 @@ from flask import Response, make_response, redirect, render_template, request
 def wants_partial() -> bool:
     """True for an htmx request that will swap a fragment (not a history restore or a boost)."""
     hx = getattr(request, "htmx", None)
-    return bool(hx) and not hx.history_restore_request and not hx.boosted
+    return hx is not None and bool(hx) and not hx.history_restore_request and not hx.boosted
 
 
 def render(page: str, partial: str, **context: Any) -> Response:

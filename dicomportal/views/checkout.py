@@ -9,10 +9,10 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, flash, render_template, request, url_for
 from flask_login import current_user, login_required
+from sqlalchemy import select
 
 from dicomportal.billing import profiles, subscriptions
 from dicomportal.billing.errors import AlreadySubscribed, BillingError, GatewayUnavailable
-from dicomportal.billing.profiles import BillingDetails
 from dicomportal.billing.summary import (
     awaiting_authentication,
     first_invoice,
@@ -49,26 +49,14 @@ from dicomportal.views.payments import (
 bp = Blueprint("checkout", __name__, url_prefix="/checkout")
 bp.register_error_handler(GatewayUnavailable, service_unavailable)
 
-PROFILE_FIELDS = (
-    "tax_id",
-    "name",
-    "company",
-    "address_line1",
-    "address_line2",
-    "city",
-    "state",
-    "postal_code",
-    "country",
-)
-
 
 def offer_or_404(plan_code: str) -> Price:
     """The price on sale for ``plan_code`` and ``?interval=`` (monthly when absent)."""
-    plan = db.session.scalar(db.select(Plan).where(Plan.code == plan_code, Plan.active.is_(True)))
+    plan = db.session.scalar(select(Plan).where(Plan.code == plan_code, Plan.active.is_(True)))
     interval = request.args.get("interval", Interval.MONTH.value)
     if plan is None or interval not in {i.value for i in Interval}:
         abort(404)
-    price = plan.active_price(interval)
+    price: Price | None = plan.active_price(interval)
     if price is None:
         abort(404)
     return price
@@ -116,9 +104,7 @@ def details(plan_code: str) -> Response | tuple[str, int]:
     profile = current_user.billing_profile
     form = BillingDetailsForm(obj=profile, data=None if profile else {"name": current_user.name})
     if form.validate_on_submit():
-        profiles.save_billing_details(
-            current_user, BillingDetails(**{f: form[f].data or None for f in PROFILE_FIELDS})
-        )
+        profiles.save_billing_details(current_user, form.details())
         return see_other(step_url("checkout.card", price))
     return render_form("checkout/details.html", form, price=price, renews_on=first_period_end(price))
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from email.utils import parseaddr
 
-from flask import Blueprint, Response, abort, current_app, render_template, request
+from flask import Blueprint, Response, abort, current_app, make_response, render_template, request
 
 from dicomportal.help import ArticleNotFound, help_centre
-from dicomportal.views._htmx import render
+from dicomportal.views._htmx import render, wants_partial
+from dicomportal.views._shared_pages import SharedPages
 
 bp = Blueprint("help", __name__, url_prefix="/help")
+pages = SharedPages("help")  # the articles are fixed for the life of the process
 
 
 @bp.context_processor
@@ -23,16 +25,25 @@ def inject_support_email() -> dict[str, str]:
 def index() -> Response:
     """Every article in order, or those matching ``?q=`` (only the results for htmx)."""
     query = request.args.get("q", "").strip()
-    results = help_centre().search(query)
-    return render("help/index.html", "help/_search_results.html", query=query, results=results)
+
+    def page() -> Response:
+        results = help_centre().search(query)
+        return render("help/index.html", "help/_search_results.html", query=query, results=results)
+
+    return pages.serve(("index", query, wants_partial()), page)
 
 
 @bp.get("/<slug>")
-def article(slug: str) -> str:
+def article(slug: str) -> Response:
     """One help article, with related articles and a way back."""
     centre = help_centre()
     try:
         found = centre.get(slug)
     except ArticleNotFound:
         abort(404)
-    return render_template("help/article.html", article=found, related=centre.related(found))
+    return pages.serve(
+        ("article", slug),
+        lambda: make_response(
+            render_template("help/article.html", article=found, related=centre.related(found))
+        ),
+    )

@@ -7,12 +7,14 @@ bookmarks and emails working. GETs move for good (301); form posts keep their me
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, redirect, request, url_for
 
 bp = Blueprint("redirects", __name__)
 
 
-def moved(endpoint: str, code: int = 301, **values: object) -> Response:
+def moved(endpoint: str, code: int = 301, **values: Any) -> Response:
     """Redirect to ``endpoint`` with the request's query string kept."""
     target = url_for(endpoint, **values)
     if request.query_string:

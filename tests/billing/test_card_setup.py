@@ -13,8 +13,8 @@ from flask.testing import FlaskClient
 from dicomportal.billing import cards, gateway
 from dicomportal.extensions import db
 from dicomportal.models import User
-from tests.billing.conftest import GOOD_CARD, confirm_card_setup, stripe_client
-from tests.conftest import AuthActions
+from tests.helpers.auth import AuthActions
+from tests.helpers.stripe import GOOD_CARD, confirm_card_setup, stripe_client
 
 CARD_PAGE = "/billing/card"
 CARD_STEP = "/checkout/professional/card?interval=month"

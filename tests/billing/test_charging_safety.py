@@ -23,7 +23,7 @@ from dicomportal.billing.invoicing import invoices_for
 from dicomportal.devtools.stripe_server import LocalStripe
 from dicomportal.extensions import db
 from dicomportal.models import InvoiceStatus, Payment, PaymentStatus, Subscription, SubscriptionStatus, User
-from tests.billing.conftest import confirm_card_setup, intents_of, price_id
+from tests.helpers.stripe import confirm_card_setup, intents_of, price_id
 
 START = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
 

@@ -13,7 +13,7 @@ from flask import Flask
 from dicomportal import jobs
 from dicomportal.billing.invoicing import invoices_for
 from dicomportal.models import InvoiceStatus, Subscription, User
-from tests.billing.conftest import intents_of
+from tests.helpers.stripe import intents_of
 
 
 def test_twelve_ticks_a_month_apart_renew_twelve_times(

@@ -31,9 +31,9 @@ from dicomportal.models import (
     SubscriptionStatus,
     User,
 )
-from tests.billing.conftest import DECLINED_AT_CHARGE, GOOD_CARD, intents_of, stripe_client
 from tests.billing.test_renewals import switch_card
-from tests.conftest import SmtpSink
+from tests.helpers.mail import SmtpSink
+from tests.helpers.stripe import DECLINED_AT_CHARGE, GOOD_CARD, intents_of, stripe_client
 
 START = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
 RENEWAL = START + relativedelta(months=1) + timedelta(hours=1)

@@ -9,7 +9,7 @@ from flask import Flask
 from dicomportal.billing import cards, profiles
 from dicomportal.billing.profiles import BillingDetails
 from dicomportal.models import User
-from tests.billing.conftest import stripe_client
+from tests.helpers.stripe import stripe_client
 
 DETAILS = BillingDetails(
     name="Dr Ada Byte",

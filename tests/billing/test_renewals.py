@@ -16,8 +16,8 @@ from dicomportal.billing import cards, subscriptions
 from dicomportal.billing.invoicing import invoices_for
 from dicomportal.extensions import db
 from dicomportal.models import InvoiceStatus, Subscription, SubscriptionStatus, User
-from tests.billing.conftest import DECLINED_AT_CHARGE, GOOD_CARD, confirm_card_setup, intents_of
-from tests.conftest import SmtpSink
+from tests.helpers.mail import SmtpSink
+from tests.helpers.stripe import DECLINED_AT_CHARGE, GOOD_CARD, confirm_card_setup, intents_of
 
 START = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
 
@@ -124,8 +124,11 @@ def test_when_every_retry_fails_the_subscription_ends(
     assert ended.status == SubscriptionStatus.ENDED and ended.ended_reason == "unpaid"
     assert ended.restore_deadline == ended.ended_at + timedelta(days=30)
     assert invoices_for(user.id)[0].status == InvoiceStatus.UNCOLLECTIBLE
-    assert len(smtp.to(user.email)) >= 4  # three "payment failed" notices and the "ended" one
-    assert "has ended" in smtp.last_to(user.email)["Subject"]
+    assert [str(m["Subject"]) for m in smtp.to(user.email)] == [
+        "Welcome to DICOM Portal Professional",
+        *["Your payment for invoice DP-2026-000002 failed"] * 3,  # the renewal and two retries
+        "Your DICOM Portal subscription has ended",  # the last retry failed: no fourth notice
+    ]
     statuses = [i.status for i in intents_of(app, user)]
     assert statuses == ["succeeded"] + ["requires_payment_method"] * 4
     tick(renewal_at + timedelta(days=40))  # nothing more is ever charged

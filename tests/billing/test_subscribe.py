@@ -13,8 +13,8 @@ from dicomportal.billing import collection, entitlements, subscriptions
 from dicomportal.billing.errors import AlreadySubscribed
 from dicomportal.billing.invoicing import invoices_for
 from dicomportal.models import InvoiceStatus, PaymentStatus, Subscription, SubscriptionStatus, User
-from tests.billing.conftest import DECLINED_AT_CHARGE, THREE_D_SECURE, authenticate_payment, intents_of
-from tests.conftest import SmtpSink
+from tests.helpers.mail import SmtpSink
+from tests.helpers.stripe import DECLINED_AT_CHARGE, THREE_D_SECURE, authenticate_payment, intents_of
 
 START = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)
 

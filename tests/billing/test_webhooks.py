@@ -29,8 +29,9 @@ from dicomportal.models import (
     SubscriptionStatus,
     User,
 )
-from tests.billing.conftest import THREE_D_SECURE, authenticate_payment, stripe_client
-from tests.conftest import WEBHOOK_SECRET, SmtpSink
+from tests.helpers.environment import WEBHOOK_SECRET
+from tests.helpers.mail import SmtpSink
+from tests.helpers.stripe import THREE_D_SECURE, authenticate_payment, stripe_client
 
 # Stripe's own example of every API object in today's shape: a copy of stripe/openapi's
 # fixtures3.json (MIT licence, tests/fixtures/LICENSE-stripe-openapi); CI's clone has no shared/.

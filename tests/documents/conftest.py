@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from io import BytesIO
-
 import pytest
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from pypdf import PdfReader
 
 from dicomportal import resource_dir
 from dicomportal.documents import HtmlRenderer, jinja_renderer
@@ -17,9 +14,3 @@ def render() -> HtmlRenderer:
     """The template port as the app wires it, over a bare Jinja environment."""
     env = Environment(loader=FileSystemLoader(resource_dir("templates")), autoescape=select_autoescape())
     return jinja_renderer(env)
-
-
-def pdf_text(pdf: bytes) -> str:
-    """All text of a PDF as a reader (or a search engine) extracts it, whitespace collapsed."""
-    reader = PdfReader(BytesIO(pdf))
-    return " ".join(" ".join(page.extract_text().split()) for page in reader.pages)

@@ -28,7 +28,7 @@ from dicomportal.documents import (
     render_pdf,
     samples,
 )
-from tests.documents.conftest import pdf_text
+from tests.helpers.pdf import pdf_text
 
 DASH = "\N{EN DASH}"  # Babel writes date ranges with an en dash
 

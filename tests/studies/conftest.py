@@ -9,40 +9,27 @@ straight in the database (no Stripe needed to upload).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pydicom
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from dicomportal import clock
 from dicomportal.accounts import create_user
 from dicomportal.extensions import db
 from dicomportal.models import (
-    Instance,
-    Interval,
-    Plan,
-    Price,
-    Series,
-    Study,
-    StudyStatus,
-    Subscription,
     SubscriptionStatus,
     User,
 )
 from dicomportal.studies import cache
 from dicomportal.studies.demo import CT_HEAD
 from dicomportal.studies.orthanc import OrthancStore
-from dicomportal.studies.store import LocalDiskStore, StudyStore, open_store
-from tests.conftest import require
-from tests.studies.orthanc_server import (
+from dicomportal.studies.store import LocalDiskStore, StudyStore
+from tests.helpers.dicom import gdcm_transcode
+from tests.helpers.environment import require
+from tests.helpers.orthanc import (
     ORTHANC_PASSWORD,
     ORTHANC_USER,
     OrthancDidNotStart,
@@ -51,6 +38,7 @@ from tests.studies.orthanc_server import (
     orthanc_binary,
     running_orthanc,
 )
+from tests.helpers.studies import PASSWORD, Backend, login, subscribe_without_stripe
 
 SLICES = 12  # enough of the demo CT for a volume; small enough to transcode quickly
 
@@ -70,24 +58,6 @@ def ct_subset(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
-
-
-def gdcm_transcode(source: Path, target: Path, syntax: str) -> None:
-    """Re-encode one file with GDCM (an encoder independent of the viewer's decoders)."""
-    import gdcm
-
-    reader = gdcm.ImageReader()
-    reader.SetFileName(str(source))
-    assert reader.Read(), source
-    change = gdcm.ImageChangeTransferSyntax()
-    change.SetTransferSyntax(gdcm.TransferSyntax(getattr(gdcm.TransferSyntax, syntax)))
-    change.SetInput(reader.GetImage())
-    assert change.Change(), syntax
-    writer = gdcm.ImageWriter()
-    writer.SetFile(reader.GetFile())
-    writer.SetImage(change.GetOutput())
-    writer.SetFileName(str(target))
-    assert writer.Write(), target
 
 
 @pytest.fixture(scope="session")
@@ -115,45 +85,6 @@ def _empty_caches() -> None:
     cache.volumes.clear()
     cache.prepared.clear()
     cache.images.clear()
-
-
-def new_dataset(modality: str, sop_class: str, **elements: object) -> Dataset:
-    """A minimal image dataset with file meta (Explicit VR Little Endian) and ``elements``."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = sop_class
-    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
-    ds.Modality = modality
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.PatientName = "Test^Synthetic"
-    for keyword, value in elements.items():
-        setattr(ds, keyword, value)
-    return ds
-
-
-def set_pixels(ds: Dataset, pixels: np.ndarray, photometric: str = "MONOCHROME2") -> None:
-    """Unsigned 16-bit grey (or 8-bit RGB) pixel data for ``pixels`` (frames, rows, cols[, 3])."""
-    color = pixels.ndim == 4 or (pixels.ndim == 3 and pixels.shape[-1] == 3 and photometric == "RGB")
-    ds.SamplesPerPixel = 3 if color else 1
-    ds.PhotometricInterpretation = photometric
-    if color:
-        ds.PlanarConfiguration = 0
-    ds.Rows, ds.Columns = pixels.shape[-3:-1] if color else pixels.shape[-2:]
-    bits = 8 if pixels.dtype == np.uint8 else 16
-    ds.BitsAllocated = ds.BitsStored = bits
-    ds.HighBit = bits - 1
-    ds.PixelRepresentation = 0
-    frames = pixels.shape[0] if pixels.ndim == (4 if color else 3) else 1
-    if frames > 1:
-        ds.NumberOfFrames = frames
-    ds.PixelData = np.ascontiguousarray(pixels, dtype=f"<u{bits // 8}").tobytes()
-
-
-PASSWORD = "correct horse battery"
 
 
 # --- a real Orthanc ----------------------------------------------------------------------------
@@ -193,28 +124,6 @@ def app_config(app_config: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
     return {**app_config, "STUDY_STORAGE": "local", "STUDY_STORAGE_DIR": str(tmp_path / "studies")}
 
 
-@dataclass
-class Backend:
-    """The app's configured study store, and a way to see everything it holds."""
-
-    name: str
-    app: Flask
-    orthanc: OrthancServer | None = None
-
-    @property
-    def store(self) -> StudyStore:
-        return open_store(self.app.config)
-
-    def stored_files(self) -> list[str]:
-        """Every file in the store, of every customer (on disk: temporary files too)."""
-        if self.orthanc is not None:
-            return self.orthanc.instances()
-        root = Path(self.app.config["STUDY_STORAGE_DIR"])
-        return (
-            sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else []
-        )
-
-
 @pytest.fixture(params=["local", "orthanc"])
 def backend(request: pytest.FixtureRequest, app: Flask) -> Backend:
     """The same test on local disk and on a real Orthanc."""
@@ -235,29 +144,6 @@ def backend(request: pytest.FixtureRequest, app: Flask) -> Backend:
 # --- customers ---------------------------------------------------------------------------------
 
 
-def subscribe_without_stripe(user: User, plan_code: str, status: SubscriptionStatus) -> Subscription:
-    """The subscription row a successful subscribe leaves (studies need no payment to be tested)."""
-    price = db.session.scalar(
-        db.select(Price)
-        .join(Plan)
-        .where(Plan.code == plan_code, Price.interval == Interval.MONTH, Price.active)
-    )
-    assert price is not None
-    now = clock.now()
-    subscription = Subscription(
-        user_id=user.id,
-        price_id=price.id,
-        status=status,
-        current_period_start=now,
-        current_period_end=now + timedelta(days=30),
-        billing_anchor=now,
-        ended_at=now if status == SubscriptionStatus.ENDED else None,
-    )
-    db.session.add(subscription)
-    db.session.commit()
-    return subscription
-
-
 @pytest.fixture
 def make_customer(app: Flask) -> Callable[..., User]:
     """``make_customer("a@example.com", plan="patient", status=ACTIVE)``; status None: no subscription."""
@@ -276,44 +162,12 @@ def make_customer(app: Flask) -> Callable[..., User]:
     return make
 
 
-def login(client: FlaskClient, user: User) -> None:
-    response = client.post("/auth/login", data={"email": user.email, "password": PASSWORD})
-    assert response.status_code in (302, 303), response.status_code
-
-
 @pytest.fixture
 def customer(make_customer: Callable[..., User], client: FlaskClient) -> User:
     """An active Patient-plan customer (5 GB), logged in on ``client``."""
     user = make_customer()
     login(client, user)
     return user
-
-
-def fill_storage(user: User, leave_bytes: int) -> Study:
-    """Record a stored study that leaves ``leave_bytes`` of the customer's quota free."""
-    from dicomportal.studies.quota import storage_quota_bytes, storage_used_bytes
-
-    size = storage_quota_bytes(user.id) - storage_used_bytes(user.id) - leave_bytes
-    study = Study(
-        user_id=user.id,
-        status=StudyStatus.READY,
-        storage_backend="local",
-        study_instance_uid=f"2.25.{user.id}{size}",
-        description="Earlier study",
-        size_bytes=size,
-    )
-    db.session.add(study)
-    db.session.commit()
-    return study
-
-
-def patient_data_in_tables(needles: list[str]) -> list[str]:
-    """Every value in the studies tables that contains one of ``needles`` (it must be none)."""
-    found = []
-    for model in (Study, Series, Instance):
-        for row in db.session.execute(db.select(model.__table__)).all():
-            found += [str(v) for v in row if any(n.lower() in str(v).lower() for n in needles)]
-    return found
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from dicomportal.studies.demo import CT_HEAD, MR_HEAD
 from dicomportal.studies.dicomio import DicomReadError, UnsupportedTransferSyntax, read_series
 from dicomportal.studies.render import Plane
 from dicomportal.studies.volume import Window
-from tests.studies.conftest import new_dataset, set_pixels
+from tests.helpers.dicom import new_dataset, set_pixels
 
 SOFT_TISSUE = Window(center=40, width=400)
 

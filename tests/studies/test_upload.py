@@ -14,7 +14,7 @@ from dicomportal.extensions import db
 from dicomportal.models import Instance, Series, Study, StudyStatus, Subscription, SubscriptionStatus, User
 from dicomportal.studies.library import open_study_files, read_instance
 from dicomportal.studies.quota import format_bytes, storage_used_bytes
-from tests.studies.conftest import Backend, fill_storage, login, patient_data_in_tables
+from tests.helpers.studies import Backend, fill_storage, login, patient_data_in_tables
 from tests.studies.dicom_data import CT_DESCRIPTION, PATIENT_ID, PATIENT_NAME, ct_series, zip_of
 
 Files = list[tuple[str, bytes]]

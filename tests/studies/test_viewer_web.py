@@ -21,7 +21,7 @@ from dicomportal.billing.periods import period_boundary
 from dicomportal.extensions import db
 from dicomportal.models import Annotation, Interval, Plan, Price, Subscription, SubscriptionStatus, User
 from dicomportal.studies import cache
-from tests.conftest import AuthActions
+from tests.helpers.auth import AuthActions
 
 PASSWORD = "correct horse battery"
 

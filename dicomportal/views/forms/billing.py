@@ -6,43 +6,19 @@ Stripe ids only: the card number is typed into Stripe.js and goes to Stripe, nev
 
 from __future__ import annotations
 
-from functools import cache
-
-from babel import Locale
 from flask_wtf import FlaskForm
 from wtforms import Field, HiddenField, SelectField, StringField
 from wtforms.validators import InputRequired, Length, Optional, Regexp, ValidationError
 
+from dicomportal.billing import profiles
+from dicomportal.billing.profiles import BillingDetails
 from dicomportal.billing.tax import eu_vat_number, is_eu_country
 from dicomportal.models.types import MAX_ID
 
-# Codes CLDR lists among territories that are not ISO 3166-1 countries (regions, unions, test
-# locales), so they are not offered as a billing country.
-NOT_COUNTRIES = frozenset(
-    {"AC", "CP", "CQ", "DG", "EA", "EU", "EZ", "IC", "QO", "TA", "UN", "XA", "XB", "ZZ"}
-)
 
-# Countries whose postal addresses have no postal code: the field is optional there.
-NO_POSTAL_CODE = frozenset(
-    {
-        "AE", "AG", "AO", "AW", "BF", "BI", "BJ", "BO", "BS", "BW", "BZ", "CD", "CF", "CG", "CI", "CK",
-        "CM", "DJ", "DM", "ER", "FJ", "GA", "GD", "GH", "GM", "GQ", "GY", "HK", "JM", "KI", "KM", "KN",
-        "KP", "LY", "MO", "ML", "MR", "MW", "NR", "NU", "QA", "RW", "SB", "SC", "SL", "SR", "SS", "ST",
-        "SY", "TD", "TF", "TG", "TK", "TL", "TO", "TV", "UG", "VU", "YE", "ZW",
-    }
-)  # fmt: skip
-
-
-@cache
 def country_choices() -> list[tuple[str, str]]:
-    """ISO 3166 countries as (2-letter code, English name), sorted by name, for the country <select>."""
-    territories = Locale("en").territories
-    countries = [
-        (code, name)
-        for code, name in territories.items()
-        if len(code) == 2 and code.isalpha() and code not in NOT_COUNTRIES
-    ]
-    return sorted(countries, key=lambda item: item[1])
+    """The countries for the country <select>."""
+    return profiles.countries()
 
 
 class BillingDetailsForm(FlaskForm):
@@ -95,10 +71,25 @@ class BillingDetailsForm(FlaskForm):
         render_kw={"spellcheck": "false"},
     )
 
+    def details(self) -> BillingDetails:
+        """The validated fields as the billing service takes them (blank optional fields: None)."""
+        return BillingDetails(
+            name=self.name.data,
+            address_line1=self.address_line1.data,
+            city=self.city.data,
+            country=self.country.data,
+            company=self.company.data or None,
+            address_line2=self.address_line2.data or None,
+            state=self.state.data or None,
+            postal_code=self.postal_code.data or None,
+            tax_id=self.tax_id.data or None,
+        )
+
     def validate_postal_code(self, field: Field) -> None:
-        field.data = (field.data or "").strip()
-        if not field.data and self.country.data not in NO_POSTAL_CODE:
-            raise ValidationError("Enter your postal code.")
+        field.data = (field.data or "").strip().upper()
+        problem = profiles.postal_code_problem(self.country.data or "", field.data)
+        if problem:
+            raise ValidationError(problem)
 
     def validate_tax_id(self, field: Field) -> None:
         field.data = (field.data or "").strip()
