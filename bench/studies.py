@@ -47,9 +47,9 @@ from dicomportal.billing.catalog import seed_catalog  # noqa: E402
 from dicomportal.extensions import db  # noqa: E402
 from dicomportal.models import Study, StudyStatus, SubscriptionStatus, User  # noqa: E402
 from dicomportal.studies.library import PAGE_SIZE, library  # noqa: E402
-from tests.studies.conftest import subscribe_without_stripe  # noqa: E402
-from tests.studies.dicom_data import ct_series  # noqa: E402
-from tests.studies.orthanc_server import ORTHANC_PASSWORD, ORTHANC_USER, running_orthanc  # noqa: E402
+from tests.helpers.dicom_data import ct_series  # noqa: E402
+from tests.helpers.orthanc import ORTHANC_PASSWORD, ORTHANC_USER, running_orthanc  # noqa: E402
+from tests.helpers.studies import subscribe_without_stripe  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 SECTION = "## Study storage (bench/studies.py)"

@@ -32,8 +32,8 @@ from dicomportal.studies.library import list_studies
 from dicomportal.studies.quota import storage_used_bytes
 from dicomportal.studies.store import StoreError, StudyLocation, StudyStore
 from dicomportal.studies.unpack import UploadPart
+from tests.helpers.dicom_data import ct_series
 from tests.helpers.studies import Backend
-from tests.studies.dicom_data import ct_series
 
 SLICES = 5
 

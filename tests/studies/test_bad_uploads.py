@@ -12,8 +12,8 @@ from flask.testing import FlaskClient
 
 from dicomportal.models import User
 from dicomportal.studies.quota import storage_used_bytes
+from tests.helpers.dicom_data import ct_series, zip_bomb, zip_of
 from tests.helpers.studies import Backend, fill_storage
-from tests.studies.dicom_data import ct_series, zip_bomb, zip_of
 from tests.studies.test_upload import upload, visible_studies
 
 Files = list[tuple[str, bytes]]

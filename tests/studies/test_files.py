@@ -9,7 +9,7 @@ import pytest
 from pydicom.uid import generate_uid
 
 from dicomportal.studies.files import FileRefused, UidRewriter, read_dicom
-from tests.studies.dicom_data import (
+from tests.helpers.dicom_data import (
     CT_DESCRIPTION,
     PATIENT_ID,
     PATIENT_NAME,

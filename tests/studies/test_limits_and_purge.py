@@ -23,8 +23,8 @@ from dicomportal.studies.library import purge_user_data
 from dicomportal.studies.quota import storage_quota_bytes, storage_used_bytes
 from dicomportal.studies.store import StoreError
 from dicomportal.studies.unpack import UploadPart
+from tests.helpers.dicom_data import ct_series
 from tests.helpers.studies import Backend, fill_storage, login
-from tests.studies.dicom_data import ct_series
 from tests.studies.test_upload import upload, visible_studies
 
 

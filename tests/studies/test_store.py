@@ -12,7 +12,7 @@ import pytest
 from dicomportal.studies.files import UidRewriter, read_dicom
 from dicomportal.studies.orthanc import OrthancStore
 from dicomportal.studies.store import LocalDiskStore, StoreError, StudyLocation, StudyStore
-from tests.studies.dicom_data import ct_series
+from tests.helpers.dicom_data import ct_series
 
 
 def stored_series(slices: int = 3, salt: bytes = b"salt-for-a-test!") -> list[tuple[str, str, bytes]]:

@@ -9,7 +9,7 @@ import pytest
 
 from dicomportal.studies.errors import UploadRefused
 from dicomportal.studies.unpack import MB, UploadLimits, UploadPart, plan_entries
-from tests.studies.dicom_data import ct_series, zip_bomb, zip_of, zip_with_symlink
+from tests.helpers.dicom_data import ct_series, zip_bomb, zip_of, zip_with_symlink
 
 LIMITS = UploadLimits(max_total_bytes=50 * MB, max_file_bytes=10 * MB, max_files=20, max_zip_ratio=100)
 

@@ -14,8 +14,8 @@ from dicomportal.extensions import db
 from dicomportal.models import Instance, Series, Study, StudyStatus, Subscription, SubscriptionStatus, User
 from dicomportal.studies.library import open_study_files, read_instance
 from dicomportal.studies.quota import format_bytes, storage_used_bytes
+from tests.helpers.dicom_data import CT_DESCRIPTION, PATIENT_ID, PATIENT_NAME, ct_series, zip_of
 from tests.helpers.studies import Backend, fill_storage, login, patient_data_in_tables
-from tests.studies.dicom_data import CT_DESCRIPTION, PATIENT_ID, PATIENT_NAME, ct_series, zip_of
 
 Files = list[tuple[str, bytes]]
 
@@ -103,7 +103,7 @@ def test_a_zip_and_a_folder_upload_the_same_way(
 def test_two_series_of_one_study_are_grouped(backend: Backend, client: FlaskClient, customer: User) -> None:
     from pydicom.uid import generate_uid
 
-    from tests.studies.dicom_data import ct_slice
+    from tests.helpers.dicom_data import ct_slice
 
     study_uid, axial, coronal = generate_uid(), generate_uid(), generate_uid()
     files = [(f"a{i}", ct_slice(i, study_uid, axial, series_number=2)) for i in range(3)]

@@ -13,8 +13,8 @@ from playwright.sync_api import expect
 
 from dicomportal.models import User
 from dicomportal.studies import ingest
+from tests.helpers.dicom_data import ct_series, zip_of
 from tests.helpers.studies import PASSWORD
-from tests.studies.dicom_data import ct_series, zip_of
 
 SCREENSHOTS = Path("test-artifacts")
 

@@ -17,8 +17,8 @@ from dicomportal.extensions import db
 from dicomportal.models import Instance, Study, SubscriptionStatus, User
 from dicomportal.studies.errors import StudyNotFound
 from dicomportal.studies.library import get_instance, get_series, read_instance
+from tests.helpers.dicom_data import ct_series
 from tests.helpers.studies import Backend, login
-from tests.studies.dicom_data import ct_series
 from tests.studies.test_upload import upload, visible_studies
 
 
