@@ -98,7 +98,7 @@ def run_forever(interval_seconds: float = 30.0, stop: threading.Event | None = N
     while not stop.is_set():
         started = time.monotonic()
         results = run_once()
-        if any(results.values()):
+        if any(n for counts in results.values() for n in counts.values()):  # only passes that did something
             log.info("worker pass: %s", "; ".join(describe(results)))
         db.session.remove()
         stop.wait(max(0.0, interval_seconds - (time.monotonic() - started)))

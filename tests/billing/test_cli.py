@@ -58,3 +58,20 @@ def test_the_worker_loop_stops_when_asked(app: Flask, monkeypatch: pytest.Monkey
 def _in_context(app: Flask, stop: threading.Event) -> None:
     with app.app_context():
         jobs.run_forever(0.05, stop)
+
+
+def test_the_worker_logs_a_pass_only_when_it_did_something(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An idle worker would otherwise write a line every 30 seconds, forever."""
+    stop = threading.Event()
+    original = jobs.run_once
+
+    def one_pass() -> dict[str, Counter[str]]:
+        stop.set()
+        return original()
+
+    monkeypatch.setattr(jobs, "run_once", one_pass)
+    caplog.set_level("INFO", logger="dicomportal.jobs")
+    jobs.run_forever(0.01, stop)
+    assert "worker pass" not in caplog.text  # nothing was due: deliver_mail's sent=0 is no news
