@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from dicomportal import clock
-from dicomportal.billing import audit, collection, subscriptions
+from dicomportal.billing import audit, catalog, collection, subscriptions
 from dicomportal.billing.errors import PlanChangeNotAllowed, PreviewOutdated
 from dicomportal.billing.invoicing import LineSpec, create_invoice, finalize
 from dicomportal.billing.periods import period_boundary
@@ -239,3 +239,34 @@ def withdraw_scheduled_change(user_id: int, subscription_id: int) -> None:
     )
     subscription.scheduled_price_id = None
     db.session.commit()
+
+
+@dataclass(frozen=True)
+class Option:
+    """A plan and interval the customer can move to, and whether that happens now or at period end."""
+
+    price: Price
+    kind: ChangeKind
+
+    @property
+    def effective_now(self) -> bool:
+        return self.kind in (ChangeKind.UPGRADE, ChangeKind.TO_ANNUAL)
+
+
+def options(subscription: Subscription) -> list[Option]:
+    """Every price on sale the subscription could change to, cheapest plan first, monthly first."""
+    found = []
+    for plan in catalog.active_plans():
+        for interval in (Interval.MONTH, Interval.YEAR):
+            price = plan.active_price(interval)
+            if price is None or (
+                plan.id == subscription.price.plan_id and interval == subscription.price.interval
+            ):
+                continue
+            found.append(Option(price, classify(subscription.price, price)))
+    return found
+
+
+def cheaper_plans(subscription: Subscription) -> list[Price]:
+    """Lower plans at the same interval (the cancel dialog's "switch to a cheaper plan")."""
+    return [o.price for o in options(subscription) if o.kind == ChangeKind.DOWNGRADE]
