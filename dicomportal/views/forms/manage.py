@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import IntegerField, SelectField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
 from dicomportal.billing.cancellation import NOTE_MAX, REASONS
@@ -24,7 +25,7 @@ class ChangePlanForm(FlaskForm):
 class CancelForm(FlaskForm):
     reason = SelectField(
         "Why are you cancelling? (optional)",
-        choices=[("", "Choose a reason"), *REASONS],
+        choices=[SelectChoice("", "Choose a reason"), *(SelectChoice(v, label) for v, label in REASONS)],
         validators=[Optional()],
     )
     note = TextAreaField(
