@@ -28,7 +28,7 @@
     var close = dialog.querySelector("#dialog-result [data-close-dialog]");
     if (close) {
       close.hidden = false;
-      dialog.querySelectorAll(".cancel-options").forEach(function (el) { el.remove(); });
+      dialog.querySelectorAll(".cancel-options, .close-dialog").forEach(function (el) { el.remove(); });
       close.focus();
     }
   });
