@@ -109,6 +109,11 @@ def test_after_the_window_the_purge_runs_once_is_recorded_and_restore_is_refused
     assert result.exit_code != 0 and "restore window has passed" in result.output
     assert fresh(sub.id).has_ended and len(invoices_for(user.id)) == 1
 
+    again = subscribe(user, "md")  # resubscribing after the purge is the normal subscribe flow
+    assert again.is_active and again.id != sub.id
+    tick(runner, after_window + timedelta(days=2))
+    assert purged == [user.id]  # the new subscription's customer is not purged again
+
 
 def test_pause_charges_nothing_for_twelve_weeks_then_resumes_with_one_charge(
     app: Flask,
