@@ -13,7 +13,7 @@ confirms the total they saw: if it no longer holds (midnight passed), nothing is
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from flask import current_app
@@ -28,7 +28,7 @@ from dicomportal.billing.periods import period_boundary
 from dicomportal.billing.proration import Totals, days_left, prorate, totals
 from dicomportal.billing.tax import tax_for
 from dicomportal.extensions import db
-from dicomportal.models import BillingReason, Interval, LineKind, Price, Subscription
+from dicomportal.models import BillingReason, Interval, LineKind, PaymentStatus, Price, Subscription
 
 
 class ChangeKind(enum.StrEnum):
@@ -53,10 +53,24 @@ class Quote:
     renews_on: datetime
     renewal: Totals
     annual_saving_cents: int
+    # After confirming a change effective now: SUCCEEDED, FAILED (dunning retries it),
+    # REQUIRES_ACTION, or None when nothing was due or Stripe's answer is not known yet.
+    payment_status: PaymentStatus | None = None
 
     @property
     def effective_now(self) -> bool:
         return self.kind in (ChangeKind.UPGRADE, ChangeKind.TO_ANNUAL)
+
+    @property
+    def gained_features(self) -> list[str]:
+        """Feature lines of the new plan the current one lacks (storage and credits are shown apart)."""
+        had = set(catalog.marketing_features(self.current.plan))
+        return [f for f in catalog.marketing_features(self.target.plan) if f not in had]
+
+    @property
+    def lost_features(self) -> list[str]:
+        keeps = set(catalog.marketing_features(self.target.plan))
+        return [f for f in catalog.marketing_features(self.current.plan) if f not in keeps]
 
 
 def classify(current: Price, target: Price) -> ChangeKind:
@@ -178,9 +192,10 @@ def change_plan(user_id: int, subscription_id: int, price_id: int, seen_total_ce
     except Exception:
         db.session.rollback()
         raise
-    if payment is not None:
-        subscriptions.collect(payment)
-    return change
+    if payment is None:
+        return change
+    charged = subscriptions.collect(payment)
+    return replace(change, payment_status=charged.status if charged is not None else None)
 
 
 def _schedule(subscription: Subscription, change: Quote) -> None:

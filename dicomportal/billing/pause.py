@@ -125,6 +125,7 @@ def due_for_reminder() -> list[int]:
     query = select(Subscription.id).where(
         Subscription.status == SubscriptionStatus.PAUSED,
         Subscription.pause_reminder_sent_at.is_(None),
+        Subscription.cancel_at_period_end.is_(False),  # it will end, not resume: nothing to remind
         Subscription.pause_ends_at <= clock.now() + REMINDER_BEFORE,
     )
     ids = list(db.session.scalars(query))

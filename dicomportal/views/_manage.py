@@ -15,6 +15,7 @@ from dicomportal.billing.errors import BillingError
 from dicomportal.billing.money import format_day, format_money
 from dicomportal.billing.summary import account_summary
 from dicomportal.mail import commit_and_deliver
+from dicomportal.models import PaymentStatus
 from dicomportal.views._htmx import redirect_after_post, wants_partial
 
 T = TypeVar("T")
@@ -45,9 +46,19 @@ def act(action: Callable[[], T], message: str | Callable[[T], str], back_to: str
 
 
 def changed_message(quote: Quote) -> str:
-    """What a confirmed plan change did, in the customer's words."""
+    """What a confirmed plan change did, in the customer's words (including how the charge went)."""
     plan = quote.target.plan.name
     every = "yearly" if quote.target.interval.value == "year" else "monthly"
-    if quote.effective_now:
-        return f"You're now on {plan}, billed {every}. We charged {format_money(quote.charge.total_cents)}."
-    return f"Your plan changes to {plan}, billed {every}, on {format_day(quote.effective_on)}."
+    if not quote.effective_now:
+        return f"Your plan changes to {plan}, billed {every}, on {format_day(quote.effective_on)}."
+    done = f"You're now on {plan}, billed {every}."
+    amount = format_money(quote.charge.total_cents)
+    if quote.payment_status == PaymentStatus.SUCCEEDED:
+        return f"{done} We charged {amount}."
+    if quote.payment_status == PaymentStatus.FAILED:
+        return f"{done} Your card was declined for {amount}: update your card and we'll try again."
+    if quote.payment_status == PaymentStatus.REQUIRES_ACTION:
+        return f"{done} Your bank needs you to confirm the payment of {amount}: see your account page."
+    if quote.charge.total_cents <= 0:
+        return done
+    return f"{done} We're collecting {amount} from your card and will email you a receipt."

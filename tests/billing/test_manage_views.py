@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from dicomportal.extensions import db
 from dicomportal.models import Subscription, User
 from tests.helpers.auth import AuthActions
+from tests.helpers.mail import SmtpSink
 from tests.helpers.stripe import price_id
 
 HX = {"HX-Request": "true"}
@@ -40,6 +41,7 @@ def test_the_pricing_page_marks_your_plan_and_offers_switch_without_poisoning_th
 
 
 def test_without_javascript_cancel_shows_active_until_and_undo_brings_it_back(
+    smtp: SmtpSink,
     client: FlaskClient,
     auth: AuthActions,
     make_customer: Callable[..., User],
@@ -62,6 +64,10 @@ def test_without_javascript_cancel_shows_active_until_and_undo_brings_it_back(
     db.session.expire_all()
     assert not sub.cancel_at_period_end
     assert "Undo cancellation" not in client.get("/account/").get_data(as_text=True)
+    assert [str(m["Subject"]) for m in smtp.to(user.email)][-2:] == [
+        "Your DICOM Portal subscription is cancelled",
+        "Your DICOM Portal subscription continues",
+    ]
 
 
 def test_an_htmx_option_answers_in_place_and_updates_the_dashboard_out_of_band(
