@@ -63,12 +63,18 @@ class Quote:
 
     @property
     def gained_features(self) -> list[str]:
-        """Feature lines of the new plan the current one lacks (storage and credits are shown apart)."""
+        """Feature lines of a higher plan the current one lacks (storage and credits are shown
+        apart; a plan's lines build on the lower plans', so only moving up gains and down loses)."""
+        if self.target.plan.rank <= self.current.plan.rank:
+            return []
         had = set(catalog.marketing_features(self.current.plan))
         return [f for f in catalog.marketing_features(self.target.plan) if f not in had]
 
     @property
     def lost_features(self) -> list[str]:
+        """Feature lines of the current plan a lower plan does not list."""
+        if self.target.plan.rank >= self.current.plan.rank:
+            return []
         keeps = set(catalog.marketing_features(self.target.plan))
         return [f for f in catalog.marketing_features(self.current.plan) if f not in keeps]
 
