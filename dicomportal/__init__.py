@@ -158,6 +158,7 @@ def register_blueprints(app: Flask) -> None:
         account,
         auth,
         billing,
+        cancellation,
         checkout,
         dev,
         help,
@@ -172,7 +173,20 @@ def register_blueprints(app: Flask) -> None:
     # Before any route is added: every ``<int:...>`` in every blueprint is a bounded id.
     app.url_map.converters["int"] = IdConverter
 
-    for module in (redirects, auth, plans, checkout, billing, account, help, viewer, studies, webhooks, dev):
+    for module in (
+        redirects,
+        auth,
+        plans,
+        checkout,
+        billing,
+        cancellation,
+        account,
+        help,
+        viewer,
+        studies,
+        webhooks,
+        dev,
+    ):
         app.register_blueprint(module.bp)
 
 

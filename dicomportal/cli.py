@@ -172,9 +172,33 @@ def worker_command(interval: float) -> None:
         click.echo("worker stopped")
 
 
+@click.command("restore")
+@click.argument("email")
+@click.option("--by", "staff_email", default=None, help="The staff member restoring (for the audit log).")
+@with_appcontext
+def restore_command(email: str, staff_email: str | None) -> None:
+    """Restore a customer's ended subscription within the restore window (same plan, new period, a charge)."""
+    from dicomportal.billing.cancellation import restore
+    from dicomportal.billing.errors import BillingError
+    from dicomportal.extensions import db
+    from dicomportal.mail import deliver_pending
+    from dicomportal.models import User
+
+    staff = db.session.scalar(db.select(User).where(User.email == staff_email)) if staff_email else None
+    try:
+        subscription = restore(email, staff.id if staff else None)
+    except BillingError as exc:
+        raise click.ClickException(str(exc)) from exc
+    deliver_pending()
+    click.echo(
+        f"restored {email}: {subscription.price.plan.name}, {subscription.status.value}, "
+        f"period to {subscription.current_period_end.date().isoformat()}"
+    )
+
+
 def register(app: Flask) -> None:
     """Attach our commands to the app's CLI."""
-    for command in (seed_command, create_user_command, tick_command, worker_command):
+    for command in (seed_command, create_user_command, tick_command, worker_command, restore_command):
         app.cli.add_command(command)
 
 
