@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from flask import (
@@ -22,13 +23,16 @@ from flask_login import current_user, login_required
 from werkzeug.exceptions import NotFound, RequestEntityTooLarge
 
 from dicomportal import clock
+from dicomportal.billing import addons
+from dicomportal.billing.errors import BillingError
 from dicomportal.extensions import csrf
+from dicomportal.models import SubscriptionAddOn
 from dicomportal.studies import credits
 from dicomportal.studies.errors import StudiesUnavailable, StudyNotFound, UploadFailed, UploadRefused
 from dicomportal.studies.export import export_filename, export_studies_zip
 from dicomportal.studies.ingest import UploadResult, ingest_upload
 from dicomportal.studies.library import delete_study, get_study, library, require_access
-from dicomportal.studies.quota import format_bytes, storage_meter
+from dicomportal.studies.quota import format_bytes, remove_storage_addon, storage_meter
 from dicomportal.studies.shares import ShareRefused, create_share, revoke_share, shares_of
 from dicomportal.studies.unpack import MB, UploadLimits, UploadPart
 from dicomportal.views._htmx import redirect_after_post, render, wants_partial
@@ -278,3 +282,59 @@ def parse_dollars(text: str) -> int:
         raise credits.AllowanceRefused("Enter the cap in dollars, e.g. 10 or 12.50.")
     dollars, _, cents = cleaned.partition(".")
     return int(dollars) * 100 + int(cents.ljust(2, "0") or 0)
+
+
+# --- the extra-storage add-on (shown on the account dashboard) -------------------------------------
+
+
+@bp.get("/storage")
+@login_required
+def storage() -> Response:
+    """The storage meter with the add-ons: add now (prorated) or remove at period end."""
+    return render("studies/storage.html", "studies/_storage_addons.html", **_storage_context())
+
+
+def _storage_context(**extra: Any) -> dict[str, Any]:
+    entitlements = require_access(current_user.id)
+    return {
+        "meter": storage_meter(current_user.id, entitlements),
+        "offers": addons.offers(current_user.id),
+        **extra,
+    }
+
+
+@bp.post("/storage/<code>/add")
+@login_required
+def add_storage(code: str) -> Response:
+    """Add extra storage now; the rest of the period is charged at once."""
+    return _change_storage(lambda: addons.add_addon(current_user.id, code), "added")
+
+
+@bp.post("/storage/<code>/remove")
+@login_required
+def remove_storage(code: str) -> Response:
+    """Remove extra storage at the end of the period (refused while the studies would not fit)."""
+    return _change_storage(lambda: remove_storage_addon(current_user.id, code), "removed")
+
+
+def _change_storage(change: Callable[[], SubscriptionAddOn], done: str) -> Response:
+    try:
+        row = change()
+    except BillingError as exc:
+        if wants_partial():
+            context = _storage_context(error=str(exc))
+            return make_response(render_template("studies/_storage_addons.html", **context), 422)
+        flash(str(exc), "error")
+        return redirect_after_post(url_for("studies.storage"))
+    if done == "removed" and row.ends_at is not None:
+        message = f"{row.addon.name} ends on {row.ends_at:%-d %B %Y}; nothing more is charged for it."
+    else:
+        message = f"{row.addon.name} added: your quota is larger now."
+    if not wants_partial():
+        flash(message, "success")
+        return redirect_after_post(url_for("studies.storage"))
+    response = render("studies/storage.html", "studies/_storage_addons.html", **_storage_context())
+    response.headers["HX-Trigger"] = json.dumps(
+        {"toast": {"message": message, "category": "success"}, "storage-changed": True}
+    )
+    return response

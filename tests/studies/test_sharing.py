@@ -97,9 +97,7 @@ def test_share_expiry_is_bounded_and_expired_links_do_not_open(
     client: FlaskClient, app: Flask, customer: User
 ) -> None:
     study = _stored(client, customer)
-    too_long = client.post(
-        f"/studies/{study.id}/shares", data={"days": "31"}, headers={"HX-Request": "true"}
-    )
+    too_long = client.post(f"/studies/{study.id}/shares", data={"days": "31"}, headers={"HX-Request": "true"})
     assert too_long.status_code == 422
     assert "A link can last from 1 to 30 days; you asked for 31." in too_long.get_data(as_text=True)
     assert db.session.scalars(db.select(ShareLink)).all() == []
@@ -112,7 +110,10 @@ def test_share_expiry_is_bounded_and_expired_links_do_not_open(
 def test_links_stop_when_the_study_is_deleted_or_the_subscription_ends(
     client: FlaskClient, app: Flask, customer: User
 ) -> None:
-    kept, deleted = _stored(client, customer, description="Kept"), _stored(client, customer, description="Gone")
+    kept, deleted = (
+        _stored(client, customer, description="Kept"),
+        _stored(client, customer, description="Gone"),
+    )
     kept_link, deleted_link = _share(client, kept), _share(client, deleted)
 
     client.post(f"/studies/{deleted.id}/delete")
