@@ -40,6 +40,11 @@ class StudyNotFound(LookupError):
     """No study with this key (or not one this user may see: the same answer, a 404)."""
 
 
+class LinkClosed(StudyNotFound):
+    """A share link that does not open (any more): expired, revoked, or its study gone. Still a 404,
+    but the recipient is told it is the link, not a typo."""
+
+
 class LoginRequired(PermissionError):
     """Customers' studies need a login."""
 
@@ -167,7 +172,7 @@ def _open_shared(key: str, token: str) -> OpenedStudy:
     try:
         opened = shares.open_share(token)
     except errors.StudyNotFound as exc:
-        raise StudyNotFound(str(exc)) from exc
+        raise LinkClosed(str(exc)) from exc
     owner = entitlements_for(opened.share.user_id)
     return OpenedStudy(
         _stored_study(key, opened.study),
@@ -203,9 +208,13 @@ def _stored_study(key: str, row: StoredStudy) -> Study:
 
 def studies_like(opened: OpenedStudy) -> list[Study]:
     """The studies this viewer may compare ``opened`` with: the demo's for the demo, the
-    customer's samples for a customer (their stored studies will join them)."""
+    customer's samples for a customer (with the stored study they opened), only the shared study
+    through a link."""
+    if opened.share_id is not None:
+        return [opened.study]  # a link opens one study, nothing else
     keys = DEMO_KEYS if opened.demo else SAMPLE_KEYS
-    return [_shipped_study(key, data) for key, data in keys.items()]
+    shipped = [_shipped_study(key, data) for key, data in keys.items()]
+    return [opened.study, *shipped] if opened.stored_id is not None else shipped
 
 
 def find_study(opened: OpenedStudy, key: str) -> Study:

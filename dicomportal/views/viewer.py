@@ -36,6 +36,7 @@ from dicomportal.studies.dicomio import DicomReadError
 from dicomportal.studies.images import ImageJob
 from dicomportal.studies.render import Plane, ViewError, geometry
 from dicomportal.studies.sources import (
+    LinkClosed,
     LoginRequired,
     NoViewerAccess,
     OpenedStudy,
@@ -84,7 +85,9 @@ def _error(code: int, title: str, message: str) -> tuple[str, int]:
 
 
 @bp.errorhandler(StudyNotFound)
-def study_not_found(_e: Exception) -> tuple[str, int]:
+def study_not_found(e: Exception) -> tuple[str, int]:
+    if isinstance(e, LinkClosed):
+        return _error(404, "This link does not open", str(e))
     return _error(404, "Study not found", "We could not find that study.")
 
 

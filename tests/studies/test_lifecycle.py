@@ -59,7 +59,7 @@ def test_ended_closes_the_studies_and_a_restore_in_the_window_finds_everything_i
 def test_the_purge_after_the_window_deletes_files_and_links_and_is_idempotent(
     backend: Backend, app: Flask, client: FlaskClient, customer: User
 ) -> None:
-    study_id, link = _study_with_link(client, customer)
+    _study_id, link = _study_with_link(client, customer)
     size = visible_studies(customer)[0].size_bytes
     _end(customer)
 

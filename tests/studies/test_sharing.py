@@ -76,6 +76,7 @@ def test_a_share_link_opens_without_an_account_counts_openings_and_stops_when_re
     assert revoked.status_code == 303
     refused = stranger.get(link)
     assert refused.status_code == 404
+    assert "This link does not open: it has expired or was revoked." in refused.get_data(as_text=True)
     assert "Revoked" in client.get(f"/studies/{study.id}").get_data(as_text=True)
 
 

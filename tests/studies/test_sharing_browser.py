@@ -86,6 +86,7 @@ def test_upload_view_share_open_revoke_and_refused(
 
     response = visitor.goto(link)
     assert response is not None and response.status == 404
-    expect(visitor.get_by_role("heading", name="Study not found")).to_be_visible()
+    expect(visitor.get_by_role("heading", name="This link does not open")).to_be_visible()
+    expect(visitor.locator("main")).to_contain_text("it has expired or was revoked")
     visitor.screenshot(path=str(SCREENSHOTS / "share-6-refused.png"), full_page=True)
     stranger.close()
