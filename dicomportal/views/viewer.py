@@ -197,7 +197,14 @@ def page(key: str) -> str:
     )
     if opened.share_id is not None:
         shares.count_opening(opened.share_id)
-    return render_template("viewer/page.html", page=model, credit_offer=_credit_offer(opened, model))
+    built_3d = (
+        credits.has_spent(opened.stored_id, model.main.series.uid, credits.BUILD_3D)
+        if opened.stored_id is not None
+        else True
+    )
+    return render_template(
+        "viewer/page.html", page=model, credit_offer=_credit_offer(opened, model), built_3d=built_3d
+    )
 
 
 def _credit_offer(opened: OpenedStudy, model: ViewerPage) -> credits.CreditOffer | None:

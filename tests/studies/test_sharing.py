@@ -170,3 +170,23 @@ def test_another_accounts_study_series_image_and_links_are_not_found(
     db.session.refresh(share)
     assert share.revoked_at is None
     assert db.session.scalars(db.select(ShareLink)).all() == [share]
+
+
+def test_a_recipient_sees_the_3d_view_only_once_the_owner_has_built_it(
+    client: FlaskClient, app: Flask, customer: User
+) -> None:
+    study = _stored(client, customer, slices=6)
+    link = _share(client, study)
+    uid = study.series[0].series_instance_uid
+    stranger = app.test_client()
+
+    before = stranger.get(f"{link}?plane=3d").get_data(as_text=True)
+    frame_before = stranger.get(f"{link}/{uid}/3d/mip/0.png")
+    assert client.post(f"/viewer/s{study.id}/{uid}/build-3d").status_code == 303
+    after = stranger.get(f"{link}?plane=3d").get_data(as_text=True)
+    frame_after = stranger.get(f"{link}/{uid}/3d/mip/0.png")
+
+    assert "The owner of this study has not built its 3D view." in before
+    assert frame_before.status_code == 400
+    assert "has not built its 3D view" not in after
+    assert frame_after.status_code == 200 and frame_after.data.startswith(b"\x89PNG")
