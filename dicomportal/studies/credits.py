@@ -202,6 +202,7 @@ def spend_credit(user_id: int, action: str, study_id: int, series_uid: str) -> C
             )
         else:
             notify_used_up(subscription, balance)
+            db.session.commit()  # the notice (once per period) stands even though nothing is spent
             raise CreditsExhausted(exhausted_message(balance))
         try:
             with db.session.begin_nested():

@@ -5,6 +5,7 @@ their cap, and the extra credits used appear on the next renewal invoice as quan
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -23,7 +24,7 @@ from dicomportal.studies import credits
 from tests.helpers.dicom_data import ct_series
 from tests.helpers.mail import SmtpSink
 from tests.helpers.stripe import GOOD_CARD, confirm_card_setup, price_id
-from tests.helpers.studies import login
+from tests.helpers.studies import fill_storage, login
 from tests.studies.test_upload import upload, visible_studies
 
 START = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
@@ -53,6 +54,11 @@ def _build_3d(client: FlaskClient, study: Study) -> int:
 def _use_included(user: User, study: Study, count: int) -> None:
     for n in range(count):
         credits.spend_credit(user.id, credits.BUILD_3D, study.id, f"2.25.{n}")
+
+
+def _row(user: User) -> Study:
+    """A stored study's row (no files: spending a credit needs only the study's id)."""
+    return fill_storage(user, leave_bytes=4 * 1024**3)
 
 
 def _used_up_emails(smtp: SmtpSink, user: User) -> list[object]:
@@ -158,3 +164,33 @@ def test_a_cap_that_is_not_an_amount_is_refused_and_nothing_changes(
         assert message in response.get_data(as_text=True)
     balance = credits.credit_balance(customer.id)
     assert balance is not None and balance.cap_cents == 0
+
+
+def test_requests_at_once_never_spend_beyond_the_allowance_or_the_cap(app: Flask, customer: User) -> None:
+    study_id = _row(customer).id
+    for n in range(9):
+        credits.spend_credit(customer.id, credits.EXPORT_STL, study_id, f"2.25.{n}")
+    credits.set_overage_cap(customer.id, 50)  # room for one extra credit: one included + one extra left
+    user_id = customer.id  # read here: the threads must not touch this session's objects
+    start = threading.Barrier(6)
+    outcomes: list[str] = []
+
+    def spend(n: int) -> None:
+        with app.app_context():
+            try:
+                start.wait(10)
+                credits.spend_credit(user_id, credits.EXPORT_STL, study_id, f"2.25.race{n}")
+                outcomes.append("spent")
+            except credits.CreditsExhausted:
+                outcomes.append("refused")
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=spend, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert sorted(outcomes) == ["refused"] * 4 + ["spent"] * 2
+    assert (_ledger(customer, CreditKind.USE), _ledger(customer, CreditKind.EXTRA)) == (10, 1)
