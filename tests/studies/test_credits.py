@@ -194,3 +194,24 @@ def test_requests_at_once_never_spend_beyond_the_allowance_or_the_cap(app: Flask
 
     assert sorted(outcomes) == ["refused"] * 4 + ["spent"] * 2
     assert (_ledger(customer, CreditKind.USE), _ledger(customer, CreditKind.EXTRA)) == (10, 1)
+
+
+def test_each_stl_export_of_a_stored_study_spends_one_credit_and_says_so_first(
+    client: FlaskClient, make_customer: Callable[..., User]
+) -> None:
+    surgeon = make_customer("surgeon@example.com", plan="surgical")
+    login(client, surgeon)
+    [study] = _studies(client, surgeon, 1)
+    uid = study.series[0].series_instance_uid
+
+    page = client.get(f"/viewer/s{study.id}").get_data(as_text=True)
+    by_link = client.get(f"/viewer/s{study.id}/{uid}/surface.stl?lo=-2000&hi=3000")
+    first = client.post(f"/viewer/s{study.id}/{uid}/surface.stl", data={"lo": "-2000", "hi": "3000"})
+    second = client.post(f"/viewer/s{study.id}/{uid}/surface.stl", data={"lo": "-2000", "hi": "3000"})
+
+    assert "Download STL (1 credit)" in page
+    assert "Each STL export of a stored study uses 1 processing credit. 2000 of 2000 left" in page
+    assert by_link.status_code == 400  # a plain link cannot spend a credit
+    assert first.status_code == 200 and second.status_code == 200
+    assert first.headers["Content-Disposition"].endswith('.stl"')
+    assert _ledger(surgeon, CreditKind.USE) == 2
