@@ -34,14 +34,17 @@ class OpenShare:
     study: Study
 
 
-def create_share(user_id: int, study_id: int, days: int, max_days: int) -> ShareLink:
-    """A new read-only link to one of the customer's studies, expiring in ``days`` days.
+def create_share(user_id: int, study_id: int, days: int | None, max_days: int) -> ShareLink:
+    """A new read-only link to one of the customer's studies, expiring in ``days`` days (None: the
+    form's field was not a number).
 
     :raises StudyNotFound: not their study. :raises ShareRefused: ``days`` out of 1..``max_days``.
     """
     study = get_study(user_id, study_id)
     if tools.SHARE.code not in entitlements_for(user_id).tools:
         raise ShareRefused("Your plan does not include sharing by link.")
+    if days is None:
+        raise ShareRefused(f"Enter how many days the link should work, from 1 to {max_days}.")
     if not 1 <= days <= max_days:
         raise ShareRefused(f"A link can last from 1 to {max_days} days; you asked for {days}.")
     now = clock.now()

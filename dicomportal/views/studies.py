@@ -118,7 +118,7 @@ def share(study_id: int) -> Response:
     """Make a read-only link to the study that expires after the days chosen."""
     days = request.form.get("days", type=int)
     try:
-        create_share(current_user.id, study_id, days or 0, current_app.config["SHARE_LINK_MAX_DAYS"])
+        create_share(current_user.id, study_id, days, current_app.config["SHARE_LINK_MAX_DAYS"])
     except ShareRefused as exc:
         return _shares_response(study_id, "", str(exc))
     return _shares_response(study_id, "Link created. Copy it and send it to whoever should see the study.")

@@ -101,6 +101,10 @@ def test_share_expiry_is_bounded_and_expired_links_do_not_open(
     too_long = client.post(f"/studies/{study.id}/shares", data={"days": "31"}, headers={"HX-Request": "true"})
     assert too_long.status_code == 422
     assert "A link can last from 1 to 30 days; you asked for 31." in too_long.get_data(as_text=True)
+    not_a_number = client.post(f"/studies/{study.id}/shares", data={"days": "a week"})
+    assert not_a_number.status_code == 303
+    page = client.get(f"/studies/{study.id}").get_data(as_text=True)
+    assert "Enter how many days the link should work, from 1 to 30." in page
     assert db.session.scalars(db.select(ShareLink)).all() == []
 
     link = _share(client, study, days=1)
