@@ -19,6 +19,13 @@ from dicomportal.models.billing import (
 from dicomportal.models.catalog import AddOn, CatalogRevision, Interval, OverageRate, Plan, Price
 from dicomportal.models.ops import AuditLog, EmailOutbox, JobItemFailure
 from dicomportal.models.studies import Instance, Series, Study, StudyStatus
+from dicomportal.models.studies_plus import (
+    CreditEntry,
+    CreditKind,
+    OverageAllowance,
+    ShareLink,
+    SubscriptionAddOn,
+)
 from dicomportal.models.user import BillingProfile, LoginSession, Role, User
 
 __all__ = [
@@ -30,6 +37,8 @@ __all__ = [
     "BillingProfile",
     "BillingReason",
     "CatalogRevision",
+    "CreditEntry",
+    "CreditKind",
     "EmailOutbox",
     "Instance",
     "Interval",
@@ -40,6 +49,7 @@ __all__ = [
     "JobItemFailure",
     "LineKind",
     "LoginSession",
+    "OverageAllowance",
     "OverageRate",
     "Payment",
     "PaymentMethod",
@@ -48,10 +58,12 @@ __all__ = [
     "Price",
     "Role",
     "Series",
+    "ShareLink",
     "StripeEvent",
     "Study",
     "StudyStatus",
     "Subscription",
+    "SubscriptionAddOn",
     "SubscriptionStatus",
     "User",
 ]
