@@ -288,6 +288,7 @@ def begin_period(subscription: Subscription, reason: str, actor_id: int | None =
     id to charge after the commit (None if nothing is due)."""
     now = clock.now()
     price = subscription.price
+    ended = (subscription.current_period_start, subscription.current_period_end)
     subscription.status = SubscriptionStatus.ACTIVE
     subscription.billing_anchor = subscription.current_period_start = now
     subscription.current_period_end = period_boundary(now, price.interval, 1)
@@ -295,9 +296,9 @@ def begin_period(subscription: Subscription, reason: str, actor_id: int | None =
     subscription.pause_reminder_sent_at = None
     db.session.flush()  # the versioned UPDATE first: a concurrent second start loses here
     period = (subscription.current_period_start, subscription.current_period_end)
-    invoice = create_invoice(
-        subscription.user, [plan_line(price, *period)], BillingReason.SUBSCRIPTION_CYCLE, subscription, period
-    )
+    # what other domains bill (the storage add-on, extra credits of the period before) comes along
+    lines = [plan_line(price, *period), *extras.renewal_lines(subscription, *ended)]
+    invoice = create_invoice(subscription.user, lines, BillingReason.SUBSCRIPTION_CYCLE, subscription, period)
     finalize(invoice, current_app.config)
     payment = collection.first_attempt(invoice)
     db.session.flush()
