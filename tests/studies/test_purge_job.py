@@ -1,10 +1,7 @@
 """The studies through billing's own lifecycle, with time travel and real charges (localstripe), on
 local disk and on a real Orthanc: after the restore window billing's purge job deletes the files
 and share links (through the studies purger) and records what it deleted; a restore by support
-within the window finds everything intact, and no purge follows.
-
-Billing's purge job and restore come with the manage/cancel work (issue 8); until that is on the
-branch these tests are skipped."""
+within the window finds everything intact, and no purge follows."""
 
 from __future__ import annotations
 
@@ -12,23 +9,18 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-import pytest
 import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
 
 from dicomportal import jobs
-from dicomportal.billing import cancellation, retention, subscriptions
+from dicomportal.billing import cancellation, subscriptions
 from dicomportal.extensions import db
 from dicomportal.models import AuditLog, ShareLink, User
 from tests.helpers.dicom_data import ct_series
 from tests.helpers.stripe import GOOD_CARD, confirm_card_setup, price_id
 from tests.helpers.studies import Backend, login
 from tests.studies.test_upload import upload, visible_studies
-
-pytestmark = pytest.mark.skipif(
-    not hasattr(retention, "purge_after_window"), reason="billing's purge job (issue 8) is not here yet"
-)
 
 START = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
 ENDED = START + timedelta(days=5)

@@ -1,27 +1,24 @@
 """A pause and its resume (or a restore) start a new period outside the renewal: the invoice that
 starts it must carry what the renewal would have, the storage add-on in force and the extra
-credits used in the period that ended. Needs billing's pause (issue 8)."""
+credits used in the period that ended."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-import pytest
 import time_machine
 from dateutil.relativedelta import relativedelta
 from flask import Flask
 from flask.testing import FlaskClient
 
 from dicomportal import jobs
-from dicomportal.billing import subscriptions
+from dicomportal.billing import pause, subscriptions
 from dicomportal.billing.invoicing import invoices_for
 from dicomportal.models import LineKind, User
 from dicomportal.studies import credits
 from tests.helpers.stripe import GOOD_CARD, confirm_card_setup, price_id
 from tests.helpers.studies import fill_storage, login
-
-pause = pytest.importorskip("dicomportal.billing.pause", reason="billing's pause (issue 8) is not here yet")
 
 START = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
 
