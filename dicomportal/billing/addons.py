@@ -2,9 +2,10 @@
 the period like an upgrade, removed at the period's end, billed with every renewal on a line of
 their own.
 
-- Adding: one prorated invoice for the rest of the current period (``proration.prorate``), charged
-  through the safe path (invoice and its first payment committed together, then collected); the
-  add-on is in force at once. A declined charge goes through dunning like any other invoice.
+- Adding: one prorated invoice for the rest of the current period (``proration.unused_share``:
+  whole UTC days, rounded down, as for plan changes), charged through the safe path (invoice and
+  its first payment committed together, then collected); the add-on is in force at once. A
+  declined charge goes through dunning like any other invoice.
 - Removing: in force until the period ends (``ends_at``), not billed again; adding it back before
   then just keeps it (no second charge). The caller says how much is stored, so the removal is
   refused while that would not fit the quota without it.
@@ -25,7 +26,7 @@ from dicomportal import clock
 from dicomportal.billing import audit, collection
 from dicomportal.billing.errors import BillingError
 from dicomportal.billing.invoicing import LineSpec, create_invoice, finalize
-from dicomportal.billing.proration import prorate
+from dicomportal.billing.proration import unused_share
 from dicomportal.billing.subscriptions import collect, live_subscription
 from dicomportal.extensions import db
 from dicomportal.models import (
@@ -97,8 +98,10 @@ def extra_storage_bytes(user_id: int) -> int:
 
 
 def _prorated(addon: AddOn, subscription: Subscription, now: datetime) -> int:
-    start, end = subscription.current_period_start, subscription.current_period_end
-    return prorate(addon.amount_cents, int((end - now).total_seconds()), int((end - start).total_seconds()))
+    # the rest of the period by whole UTC days, rounded down: the rule plan changes use
+    return unused_share(
+        addon.amount_cents, subscription.current_period_start, subscription.current_period_end, now
+    )
 
 
 def offers(user_id: int) -> list[AddOnOffer]:
