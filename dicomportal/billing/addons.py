@@ -21,6 +21,7 @@ from datetime import datetime
 from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 
 from dicomportal import clock
 from dicomportal.billing import audit, collection
@@ -32,6 +33,7 @@ from dicomportal.extensions import db
 from dicomportal.models import (
     AddOn,
     BillingReason,
+    Interval,
     Invoice,
     LineKind,
     Subscription,
@@ -64,15 +66,14 @@ class AddOnOffer:
         return self.row.ends_at if self.row else None
 
 
-def catalog_addon(code: str, subscription: Subscription) -> AddOn:
-    """The add-on ``code`` on sale for the subscription's billing interval.
+def catalog_addon(code: str, subscription: Subscription, interval: Interval | None = None) -> AddOn:
+    """The add-on ``code`` on sale for ``interval`` (default: the subscription's billing interval).
 
     :raises AddOnRefused: not on sale.
     """
+    interval = interval or subscription.price.interval
     addon: AddOn | None = db.session.scalar(
-        select(AddOn).where(
-            AddOn.code == code, AddOn.interval == subscription.price.interval, AddOn.active.is_(True)
-        )
+        select(AddOn).where(AddOn.code == code, AddOn.interval == interval, AddOn.active.is_(True))
     )
     if addon is None:
         raise AddOnRefused("That add-on is not available.")
@@ -84,6 +85,7 @@ def in_force(subscription_id: int, at: datetime) -> list[SubscriptionAddOn]:
     rows = db.session.scalars(
         select(SubscriptionAddOn)
         .where(SubscriptionAddOn.subscription_id == subscription_id)
+        .options(joinedload(SubscriptionAddOn.addon))
         .order_by(SubscriptionAddOn.id)
     )
     return [row for row in rows if row.in_force_at(at)]
@@ -233,3 +235,51 @@ def renewal_lines(subscription: Subscription, start: datetime, end: datetime) ->
             )
         )
     return lines
+
+
+def restart_lines(
+    subscription: Subscription, interval: Interval, at: datetime, new_end: datetime
+) -> list[LineSpec]:
+    """The add-on lines of a period restarted at ``at`` on ``interval`` (a switch to annual billing):
+    for each add-on that renews, a credit for its unused time in the current period (the rule of
+    plan changes) and a charge for the new period at the catalog price for ``interval``. An add-on
+    being removed is left to run out; nothing is credited or charged for it."""
+    start, end = subscription.current_period_start, subscription.current_period_end
+    lines = []
+    for row in in_force(subscription.id, at):
+        if row.ends_at is not None:
+            continue
+        paid = row.addon
+        try:
+            addon = catalog_addon(paid.code, subscription, interval)
+        except AddOnRefused:
+            continue  # not sold on that interval: it keeps running and renews as it is
+        every = "month" if interval.value == "month" else "year"
+        lines += [
+            LineSpec(
+                LineKind.CREDIT,
+                f"Unused time on {paid.name}",
+                -unused_share(paid.amount_cents, start, end, at),
+            ),
+            LineSpec(
+                LineKind.ADDON,
+                f"{addon.name}, billed every {every}",
+                addon.amount_cents,
+                period_start=at,
+                period_end=new_end,
+            ),
+        ]
+    return lines
+
+
+def renewing_cents(subscription: Subscription, interval: Interval | None = None) -> int:
+    """What the add-ons that renew add to the next renewal on ``interval`` (default: the current one)."""
+    total = 0
+    for row in in_force(subscription.id, clock.now()):
+        if row.ends_at is not None:
+            continue
+        try:
+            total += catalog_addon(row.addon.code, subscription, interval).amount_cents
+        except AddOnRefused:
+            total += row.addon.amount_cents if interval in (None, row.addon.interval) else 0
+    return total

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from dicomportal import clock
-from dicomportal.billing import audit, catalog, collection, subscriptions
+from dicomportal.billing import addons, audit, catalog, collection, subscriptions
 from dicomportal.billing.errors import PlanChangeNotAllowed, PreviewOutdated
 from dicomportal.billing.invoicing import LineSpec, create_invoice, finalize
 from dicomportal.billing.periods import period_boundary
@@ -132,6 +132,8 @@ def quote(subscription: Subscription, target: Price, at: datetime | None = None)
             renews_on = period_boundary(at, Interval.YEAR, 1)
             charge = subscriptions.plan_line(target, at, renews_on)
         lines = (credit, charge)
+        if kind == ChangeKind.TO_ANNUAL:  # add-ons restart on the new period with the plan
+            lines += tuple(addons.restart_lines(subscription, Interval.YEAR, at, renews_on))
     monthly = target.plan.active_price(Interval.MONTH)
     saving = (
         12 * monthly.amount_cents - target.amount_cents if kind == ChangeKind.TO_ANNUAL and monthly else 0
@@ -145,7 +147,7 @@ def quote(subscription: Subscription, target: Price, at: datetime | None = None)
         lines=lines,
         charge=totals([line.amount_cents for line in lines], rate),
         renews_on=renews_on,
-        renewal=totals([target.amount_cents], rate),
+        renewal=totals([target.amount_cents, addons.renewing_cents(subscription, target.interval)], rate),
         annual_saving_cents=max(saving, 0),
     )
 

@@ -1,7 +1,8 @@
 """The extra-storage add-on, end to end with real charges (localstripe) and time travel: added
 mid-period it is charged once, prorated, and the quota grows at once; renewals bill it on a line of
-its own; removed, it lasts to the period's end and is not billed again; removing it is refused while
-the studies would not fit, with the numbers."""
+its own; a switch to annual billing restarts it with the plan; removed, it lasts to the period's
+end and is not billed again; removing it is refused while the studies would not fit, with the
+numbers."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from dicomportal import jobs
-from dicomportal.billing import subscriptions
+from dicomportal.billing import changes, subscriptions
 from dicomportal.billing.invoicing import invoices_for
-from dicomportal.billing.proration import prorate
-from dicomportal.models import Invoice, InvoiceStatus, LineKind, User
+from dicomportal.billing.proration import prorate, unused_share
+from dicomportal.billing.summary import next_charge
+from dicomportal.extensions import db
+from dicomportal.models import Interval, Invoice, InvoiceStatus, LineKind, Subscription, User
 from dicomportal.studies.quota import storage_quota_bytes
 from tests.helpers.stripe import GOOD_CARD, confirm_card_setup, intents_of, price_id
 from tests.helpers.studies import fill_storage, login
@@ -121,3 +124,41 @@ def test_the_dashboard_shows_the_storage_panel(client: FlaskClient, customer: Us
     assert 'hx-get="/studies/storage"' in dashboard
     assert panel.startswith('<section id="storage-addons"') or 'id="storage-addons"' in panel[:200]
     assert "Extra storage, 100 GB" in panel
+
+
+def test_switching_to_annual_restarts_the_add_on_with_the_plan_and_the_preview_says_so(
+    app: Flask, make_customer: Callable[..., User], client: FlaskClient
+) -> None:
+    user = _subscribed(app, make_customer, client)
+    with time_machine.travel(ADDED, tick=False):
+        client.post(ADD)
+    switch_day = ADDED + timedelta(days=5)
+    with time_machine.travel(switch_day, tick=False):
+        subscription = subscriptions.live_subscription(user.id)
+        assert subscription is not None
+        quote = changes.preview(user.id, subscription.id, price_id("patient", Interval.YEAR))
+        unused = unused_share(1000, START, PERIOD_END, switch_day)
+        # the plan's credit and charge, then the add-on's: unused monthly time back, a year charged
+        assert [(line.kind, line.amount_cents) for line in quote.lines][2:] == [
+            (LineKind.CREDIT, -unused),
+            (LineKind.ADDON, 9600),
+        ]
+        assert quote.renewal.subtotal_cents == 5400 + 9600  # the next renewal: plan and add-on, yearly
+
+        changes.change_plan(
+            user.id, subscription.id, price_id("patient", Interval.YEAR), quote.charge.total_cents
+        )
+
+        invoice = _newest(user)
+        assert [(line.kind, line.amount_cents) for line in invoice.lines] == [
+            (line.kind, line.amount_cents) for line in quote.lines
+        ]
+        assert invoice.total_cents == quote.charge.total_cents and invoice.status == InvoiceStatus.PAID
+        assert storage_quota_bytes(user.id) == 105 * GB
+        renewed = db.session.get(Subscription, subscription.id)
+        assert renewed is not None
+        shown = next_charge(renewed, None)
+        assert shown is not None and shown.subtotal_cents == 5400 + 9600
+    with time_machine.travel(switch_day + relativedelta(years=1) + timedelta(hours=1), tick=False):
+        jobs.run_once()
+        assert _lines(_newest(user)) == [(LineKind.PLAN, 5400), (LineKind.ADDON, 9600)]
