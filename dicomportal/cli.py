@@ -185,6 +185,8 @@ def restore_command(email: str, staff_email: str | None) -> None:
     from dicomportal.models import User
 
     staff = db.session.scalar(db.select(User).where(User.email == staff_email)) if staff_email else None
+    if staff_email and (staff is None or not staff.is_staff):
+        raise click.ClickException(f"{staff_email} is not a support or admin account; nothing was restored.")
     try:
         subscription = restore(email, staff.id if staff else None)
     except BillingError as exc:

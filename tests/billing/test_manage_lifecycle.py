@@ -70,6 +70,10 @@ def test_cancel_then_end_then_restore_within_the_window_is_active_with_data_inta
     assert ended.restore_deadline - ended.current_period_end >= timedelta(days=30)
 
     clock.travel_to(sub.current_period_end + timedelta(days=20))
+    not_staff = make_customer(email="someone@example.com")
+    refused = runner.invoke(args=["restore", user.email, "--by", not_staff.email])
+    assert refused.exit_code != 0 and "is not a support or admin account" in refused.output
+    assert fresh(sub.id).has_ended  # nothing restored
     result = runner.invoke(args=["restore", user.email])
     assert result.exit_code == 0, result.output
     restored = fresh(sub.id)
