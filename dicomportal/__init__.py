@@ -223,10 +223,12 @@ def register_errorhandlers(app: Flask) -> None:
 
 
 def register_template_helpers(app: Flask) -> None:
+    from dicomportal.billing.catalog import storage_label
     from dicomportal.billing.money import format_day, format_money
 
     app.jinja_env.filters["money"] = format_money
     app.jinja_env.filters["dateformat"] = format_day
+    app.jinja_env.filters["storage"] = storage_label  # 50 -> "50 GB", 1000 -> "1 TB"
 
     @app.context_processor
     def inject_globals() -> dict[str, Any]:

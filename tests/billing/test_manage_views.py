@@ -119,9 +119,12 @@ def test_the_change_page_previews_then_confirm_upgrades(
     user = make_customer()
     sub = subscribe(user, "patient")
     auth.login(user.email)
+    page = client.get("/plans/change").get_data(as_text=True)
+    assert "1 TB storage, 2000 credits a month" in page and "1000 GB" not in page  # Surgical, as sold
     target = price_id("professional")
     preview = client.get(f"/plans/change?price={target}", headers=HX).get_data(as_text=True)
     assert "Charged now: $20" in preview and 'id="preview"' in preview and "<html" not in preview
+    assert "50 GB cloud storage (now 5 GB)" in preview
     answer = client.post(f"/plans/change/{sub.id}", data={"price_id": target, "seen_total": 2000})
     assert answer.status_code == 303
     db.session.expire_all()
