@@ -10,6 +10,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from dicomportal.billing import cancellation, pause
 from dicomportal.extensions import db
 from dicomportal.models import Subscription, User
 from tests.helpers.auth import AuthActions
@@ -131,3 +132,26 @@ def test_the_change_page_previews_then_confirm_upgrades(
     assert sub.price.plan.code == "professional"
     same = client.post(f"/plans/change/{sub.id}", data={"price_id": target}, follow_redirects=True)
     assert "already on the Professional plan" in same.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("state", ["cancelling", "pausing"])
+def test_the_pricing_page_tells_a_cancelling_or_pausing_subscriber_what_applies(
+    state: str,
+    client: FlaskClient,
+    auth: AuthActions,
+    make_customer: Callable[..., User],
+    subscribe: Callable[..., Subscription],
+) -> None:
+    user = make_customer()
+    sub = subscribe(user, "professional")
+    if state == "cancelling":
+        cancellation.cancel_subscription(user.id, sub.id, None, None)
+    else:
+        pause.pause_subscription(user.id, sub.id)
+    auth.login(user.email)
+    page = client.get("/plans/").get_data(as_text=True)
+    # no Switch into a plan change that would be refused: the dashboard is where to act
+    assert "Switch<" not in page and "Subscribe<span" not in page
+    assert page.count(">Manage your plan</a>") >= 3
+    if state == "cancelling":
+        assert f"Your plan (ends {sub.current_period_end:%B} {sub.current_period_end.day}" in page
