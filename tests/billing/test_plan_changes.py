@@ -12,9 +12,10 @@ from dicomportal.billing import changes
 from dicomportal.billing.errors import PlanChangeNotAllowed, PlanNotAvailable
 from dicomportal.billing.invoicing import invoices_for
 from dicomportal.extensions import db
-from dicomportal.models import Interval, Price, Subscription, User
+from dicomportal.models import Interval, InvoiceStatus, PaymentStatus, Price, Subscription, User
 from tests.billing.test_charging_safety import run_in_threads
-from tests.helpers.stripe import intents_of, price_id
+from tests.billing.test_renewals import switch_card
+from tests.helpers.stripe import DECLINED_AT_CHARGE, intents_of, price_id
 
 
 def test_an_upgrade_charges_the_previewed_difference_at_once_and_keeps_the_period(
@@ -88,3 +89,23 @@ def test_another_customers_subscription_is_not_found(
         changes.change_plan(other.id, sub.id, price_id("md"), None)
     db.session.expire_all()
     assert sub.price.plan.code == "patient"
+
+
+def test_a_declined_upgrade_keeps_the_new_plan_in_dunning_and_says_so(
+    app: Flask, make_customer: Callable[..., User], subscribe: Callable[..., Subscription]
+) -> None:
+    """As a renewal: the change is made, its invoice stays open and dunning collects it (a new card
+    pays it); the customer is told the charge was declined."""
+    user = make_customer()
+    sub = subscribe(user, "patient")
+    switch_card(app, user, DECLINED_AT_CHARGE)
+    preview = changes.preview(user.id, sub.id, price_id("md"))
+
+    done = changes.change_plan(user.id, sub.id, price_id("md"), preview.charge.total_cents)
+
+    assert done.payment_status == PaymentStatus.FAILED
+    db.session.expire_all()
+    assert sub.price.plan.code == "md" and sub.is_past_due
+    upgrade = max(invoices_for(user.id), key=lambda i: i.id)
+    assert upgrade.status == InvoiceStatus.OPEN and upgrade.next_attempt_at is not None
+    assert [i.status for i in intents_of(app, user)] == ["succeeded", "requires_payment_method"]
