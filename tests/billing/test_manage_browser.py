@@ -1,9 +1,11 @@
 """Managing a subscription in Chromium: the cancel dialog's three options (each from an active
 subscription), an upgrade with its preview, and undoing a cancellation. Screenshots of the dialog
-go to docs/images/."""
+go to test-artifacts/ (untracked); with UPDATE_DOCS_IMAGES=1 to docs/images/, which keeps the
+copies the README and the help refer to."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +18,8 @@ from playwright.sync_api import expect
 from dicomportal.extensions import db
 from dicomportal.models import Subscription, User
 
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "images"
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "docs" / "images" if os.environ.get("UPDATE_DOCS_IMAGES") else ROOT / "test-artifacts"
 PASSWORD = "correct horse battery"
 
 
