@@ -17,6 +17,8 @@ from dicomportal.models.billing import (
     SubscriptionStatus,
 )
 from dicomportal.models.catalog import AddOn, CatalogRevision, Interval, OverageRate, Plan, Price
+from dicomportal.models.credit import CreditNote, CreditNoteStatus
+from dicomportal.models.documents import StoredDocument
 from dicomportal.models.ops import AuditLog, EmailOutbox, JobItemFailure
 from dicomportal.models.studies import Instance, Series, Study, StudyStatus
 from dicomportal.models.user import BillingProfile, LoginSession, Role, User
@@ -30,6 +32,8 @@ __all__ = [
     "BillingProfile",
     "BillingReason",
     "CatalogRevision",
+    "CreditNote",
+    "CreditNoteStatus",
     "EmailOutbox",
     "Instance",
     "Interval",
@@ -48,6 +52,7 @@ __all__ = [
     "Price",
     "Role",
     "Series",
+    "StoredDocument",
     "StripeEvent",
     "Study",
     "StudyStatus",
