@@ -12,4 +12,4 @@ bp = Blueprint("billing", __name__, url_prefix="/billing")
 bp.register_error_handler(GatewayUnavailable, service_unavailable)
 
 # The routes, each module adding its own to ``bp``.
-from dicomportal.views.billing import card, invoices  # noqa: E402, F401
+from dicomportal.views.billing import card, details, invoices, methods  # noqa: E402, F401
