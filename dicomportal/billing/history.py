@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, or_, select
 
 from dicomportal.billing.errors import BillingError
 from dicomportal.extensions import db
@@ -106,35 +106,44 @@ def _filtered(user_id: int, filters: HistoryFilter) -> Select[tuple[Invoice]]:
     return query
 
 
-def _older_than(cursor: Cursor):  # type: ignore[no-untyped-def]
-    return or_(
-        Invoice.finalized_at < cursor.finalized_at,
-        and_(Invoice.finalized_at == cursor.finalized_at, Invoice.id < cursor.invoice_id),
+# The plain "<=" / ">=" bound beside the exact condition lets both databases read the index from
+# the cursor on, instead of filtering every entry before it.
+
+
+def _older_than(cursor: Cursor) -> ColumnElement[bool]:
+    return and_(
+        Invoice.finalized_at <= cursor.finalized_at,
+        or_(Invoice.finalized_at < cursor.finalized_at, Invoice.id < cursor.invoice_id),
     )
 
 
-def _newer_than(cursor: Cursor):  # type: ignore[no-untyped-def]
-    return or_(
-        Invoice.finalized_at > cursor.finalized_at,
-        and_(Invoice.finalized_at == cursor.finalized_at, Invoice.id > cursor.invoice_id),
+def _newer_than(cursor: Cursor) -> ColumnElement[bool]:
+    return and_(
+        Invoice.finalized_at >= cursor.finalized_at,
+        or_(Invoice.finalized_at > cursor.finalized_at, Invoice.id > cursor.invoice_id),
     )
 
 
 def years_of(user_id: int) -> list[int]:
-    """The years the customer has invoices in, newest first (from the first and the last one)."""
-    first, last = db.session.execute(
-        select(func.min(Invoice.finalized_at), func.max(Invoice.finalized_at)).where(
-            Invoice.user_id == user_id
-        )
-    ).one()
+    """The years the customer has invoices in, newest first: from the first and the last invoice,
+    each one step along the (user_id, finalized_at, id) index (a single MIN() and MAX() together
+    would read every entry of the customer on SQLite)."""
+    first, last = _edge(user_id, newest=False), _edge(user_id, newest=True)
     if first is None or last is None:
         return []
-    return list(range(_year(last), _year(first) - 1, -1))
+    return list(range(last.year, first.year - 1, -1))
 
 
-def _year(moment: datetime | str) -> int:
-    # SQLite's MIN()/MAX() over a column give back its stored text, not the column type's value.
-    return moment.year if isinstance(moment, datetime) else int(str(moment)[:4])
+def _edge(user_id: int, newest: bool) -> datetime | None:
+    order = Invoice.finalized_at.desc() if newest else Invoice.finalized_at.asc()
+    query = (
+        select(Invoice.finalized_at)
+        .where(Invoice.user_id == user_id, Invoice.finalized_at.is_not(None))
+        .order_by(order)
+        .limit(1)
+    )
+    moment: datetime | None = db.session.scalar(query)
+    return moment
 
 
 def _credit_notes(invoice_ids: list[int]) -> dict[int, list[CreditNote]]:

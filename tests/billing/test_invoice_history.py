@@ -11,8 +11,10 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
+from dicomportal.billing.history import Cursor
 from dicomportal.extensions import db
 from dicomportal.models import BillingReason, Invoice, InvoiceStatus, User
+from tests.billing.test_query_plans import plan_of, statements
 from tests.helpers.auth import AuthActions
 
 PASSWORD = "correct horse battery"
@@ -139,3 +141,27 @@ def test_history_shows_only_the_customers_own_invoices(
     assert NUMBER.findall(response.get_data(as_text=True)) == []
     assert "No invoices yet" in text_of(response)
     assert client.get("/billing/invoices?before=not-a-cursor").status_code == 404
+
+
+def test_history_pages_are_read_along_indexes_never_sorted(
+    app: Flask, client: FlaskClient, auth: AuthActions, make_customer: Callable[..., User]
+) -> None:
+    user = make_customer()
+    made = add_invoices(user, 25, datetime(2024, 1, 10, tzinfo=UTC), paid_or_open)
+    auth.login(user.email, PASSWORD)
+    cursor = Cursor.of(made[12]).token()
+
+    for query, index in [
+        ("", "ix_invoices_user_finalized"),
+        (f"?before={cursor}", "ix_invoices_user_finalized"),
+        (f"?after={cursor}", "ix_invoices_user_finalized"),
+        ("?status=paid", "ix_invoices_user_status_finalized"),
+        ("?status=paid&year=2025", "ix_invoices_user_"),  # either index bounds the year
+    ]:
+        with statements() as seen:
+            assert client.get(f"/billing/invoices{query}").status_code == 200
+        page = plan_of(seen, "SELECT invoices.id, invoices.number", "LIMIT")
+        assert index in page, (query, page)
+        assert "TEMP B-TREE" not in page and "Sort" not in page, (query, page)
+        edge = plan_of(seen, "SELECT invoices.finalized_at", "ORDER BY invoices.finalized_at DESC")
+        assert "ix_invoices_user_finalized" in edge, edge  # the years: one step along the index
