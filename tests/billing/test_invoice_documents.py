@@ -3,6 +3,8 @@ finalized, taxes by who the buyer is, stored once and served byte for byte."""
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -189,3 +191,48 @@ def test_a_refund_gives_a_credit_note_pdf_that_references_the_invoice(
     assert "Refunded on" in text and "Visa •••• 4242" in text
     invoice_text = pdf_text(download(client, invoice).data)
     assert "Partly refunded" in invoice_text
+
+
+@pytest.mark.parametrize(
+    ("country", "tax_id", "postal_code", "shown", "absent"),
+    [
+        (
+            "FR",
+            "FR40303265045",
+            "69006",
+            ["VAT (reverse charge, 0%) $0", "Due today $29", "Art. 196"],
+            "Tax (",
+        ),
+        ("FR", None, "75011", ["Tax (20%) $5.80", "Due today $34.80"], "reverse charge"),
+        ("DE", "DE811907980", "80802", ["Tax (19%) $5.51", "Due today $34.51"], "reverse charge"),
+        ("US", "12-3456789", "62701", ["Due today $29"], "Tax ("),
+    ],
+    ids=["french-company", "french-consumer", "german-company", "us-customer"],
+)
+def test_the_checkout_shows_the_tax_the_invoice_will_charge(
+    app: Flask,
+    client: FlaskClient,
+    auth: AuthActions,
+    country: str,
+    tax_id: str | None,
+    postal_code: str,
+    shown: list[str],
+    absent: str,
+) -> None:
+    auth.signup(email="buyer@example.com")
+    details = {
+        "name": "Camille Martin",
+        "address_line1": "12 avenue du Parc",
+        "city": "Lyon",
+        "postal_code": postal_code,
+        "country": country,
+        "tax_id": tax_id or "",
+    }
+    assert client.post("/checkout/professional?interval=month", data=details).status_code == 303
+
+    page = client.get("/checkout/professional/card?interval=month")
+
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.get_data(as_text=True))).split())
+    for phrase in shown:
+        assert phrase in text
+    assert absent not in text
