@@ -140,3 +140,28 @@ def test_refund_command_prints_the_credit_note_and_refuses_a_third(
     assert rest.exit_code == 0 and "refunded in full" in rest.output
     assert third.exit_code != 0 and "already refunded in full" in third.output
     assert len(stripe_refunds(app, invoice)) == 2
+
+
+def test_a_refund_interrupted_before_stripe_answered_is_finished_by_the_next_one(
+    app: Flask, make_customer: Callable[..., User], subscribe: Callable[..., Subscription]
+) -> None:
+    invoice = paid_invoice(make_customer, subscribe)
+    paid = invoice.amount_paid_cents
+    # Two refunds reserved, then the process died: Stripe made the first, never heard of the second.
+    made = refunds._reserve(invoice, 300, "made at Stripe", None)
+    lost = refunds._reserve(invoice, 400, "never reached Stripe", None)
+    intent = invoice.payments[-1].stripe_payment_intent_id
+    stripe_client(app).v1.refunds.create(
+        params={"payment_intent": intent, "amount": 300, "metadata": refunds._metadata(made)}
+    )
+
+    rest = refunds.refund_invoice(invoice.id, None, "the rest")
+
+    db.session.refresh(made)
+    db.session.refresh(lost)
+    assert made.status == CreditNoteStatus.ISSUED and made.number and made.number.endswith("000001")
+    assert lost.status == CreditNoteStatus.FAILED and lost.number is None
+    assert rest.total_cents == paid - 300 and rest.number and rest.number.endswith("000002")
+    db.session.refresh(invoice)
+    assert invoice.status == InvoiceStatus.REFUNDED and invoice.amount_refunded_cents == paid
+    assert stripe_refunds(app, invoice) == sorted([300, paid - 300])
