@@ -178,8 +178,9 @@ def worker_command(interval: float) -> None:
     "--amount", type=click.IntRange(min=1), default=None, help="Cents to refund  [default: all that remains]"
 )
 @click.option("--reason", required=True, help="Why: printed on the credit note and kept in the audit log.")
+@click.option("--by", "staff_email", default=None, help="The support or admin account doing it (audit log).")
 @with_appcontext
-def refund_command(invoice: str, amount: int | None, reason: str) -> None:
+def refund_command(invoice: str, amount: int | None, reason: str, staff_email: str | None) -> None:
     """Refund a paid invoice (by number, e.g. DP-2026-000001) in full or in part, with a credit note."""
     from flask import current_app
 
@@ -190,7 +191,8 @@ def refund_command(invoice: str, amount: int | None, reason: str) -> None:
     from dicomportal.documents.stored import credit_note_pdf
 
     try:
-        note = refunds.refund_invoice(refunds.find_invoice(invoice).id, amount, reason)
+        actor = refunds.find_staff(staff_email) if staff_email else None
+        note = refunds.refund_invoice(refunds.find_invoice(invoice).id, amount, reason, actor_id=actor)
     except BillingError as exc:
         raise click.ClickException(str(exc)) from exc
     credit_note_pdf(note, current_app.config, jinja_renderer(current_app.jinja_env))

@@ -19,7 +19,13 @@ from dicomportal.models import CreditNote, CreditNoteStatus, Invoice, InvoiceSta
 
 PAGE_SIZE = 20
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-STATUSES = (InvoiceStatus.PAID, InvoiceStatus.OPEN, InvoiceStatus.REFUNDED, InvoiceStatus.VOID)
+STATUSES = (
+    InvoiceStatus.PAID,
+    InvoiceStatus.OPEN,
+    InvoiceStatus.REFUNDED,
+    InvoiceStatus.VOID,
+    InvoiceStatus.UNCOLLECTIBLE,
+)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from dicomportal.models import (
     InvoiceStatus,
     Payment,
     PaymentStatus,
+    User,
 )
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,17 @@ def find_invoice(reference: str) -> Invoice:
     if invoice is None or invoice.number is None:
         raise RefundRefused(f"There is no invoice {reference}.")
     return invoice
+
+
+def find_staff(email: str) -> int:
+    """The id of the support or admin account with this email, for the audit log.
+
+    :raises RefundRefused: no such account, or it is not staff.
+    """
+    user: User | None = db.session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None or not user.is_staff:
+        raise RefundRefused(f"{email} is not a support or admin account.")
+    return user.id
 
 
 def refund_invoice(

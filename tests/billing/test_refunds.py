@@ -9,6 +9,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
+from dicomportal.accounts import create_user
 from dicomportal.billing import refunds
 from dicomportal.billing.refunds import RefundRefused
 from dicomportal.billing.summary import first_invoice
@@ -19,6 +20,7 @@ from dicomportal.models import (
     CreditNoteStatus,
     Invoice,
     InvoiceStatus,
+    Role,
     Subscription,
     User,
 )
@@ -129,9 +131,22 @@ def test_refund_command_prints_the_credit_note_and_refuses_a_third(
     app: Flask, make_customer: Callable[..., User], subscribe: Callable[..., Subscription]
 ) -> None:
     invoice = paid_invoice(make_customer, subscribe)
+    staff = create_user("help@example.com", "correct horse battery", "Sam Support", Role.SUPPORT)
+    db.session.commit()
     runner = app.test_cli_runner()
 
-    part = runner.invoke(args=["refund", invoice.number, "--amount", "700", "--reason", "Duplicate add-on"])
+    part = runner.invoke(
+        args=[
+            "refund",
+            invoice.number,
+            "--amount",
+            "700",
+            "--reason",
+            "Duplicate add-on",
+            "--by",
+            staff.email,
+        ]
+    )
     rest = runner.invoke(args=["refund", invoice.number, "--reason", "Cancelled in the first week"])
     third = runner.invoke(args=["refund", invoice.number, "--amount", "1", "--reason", "again"])
 
@@ -140,6 +155,9 @@ def test_refund_command_prints_the_credit_note_and_refuses_a_third(
     assert rest.exit_code == 0 and "refunded in full" in rest.output
     assert third.exit_code != 0 and "already refunded in full" in third.output
     assert len(stripe_refunds(app, invoice)) == 2
+    audits = db.session.scalars(select(AuditLog).where(AuditLog.action == "invoice.refunded")).all()
+    assert [a.actor_id for a in audits] == [staff.id, None]
+    assert audits[0].details["reason"] == "Duplicate add-on" and audits[0].details["amount_cents"] == 700
 
 
 def test_a_refund_interrupted_before_stripe_answered_is_finished_by_the_next_one(
