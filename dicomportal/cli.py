@@ -189,6 +189,7 @@ def refund_command(invoice: str, amount: int | None, reason: str, staff_email: s
     from dicomportal.billing.money import format_money
     from dicomportal.documents import jinja_renderer
     from dicomportal.documents.stored import credit_note_pdf
+    from dicomportal.mail import deliver_pending
 
     try:
         actor = refunds.find_staff(staff_email) if staff_email else None
@@ -196,6 +197,7 @@ def refund_command(invoice: str, amount: int | None, reason: str, staff_email: s
     except BillingError as exc:
         raise click.ClickException(str(exc)) from exc
     credit_note_pdf(note, current_app.config, jinja_renderer(current_app.jinja_env))
+    deliver_pending()  # the customer's email about the refund (the worker would send it otherwise)
     refunded = note.invoice
     click.echo(
         f"credit note {note.number}: {format_money(note.total_cents, note.currency)} refunded "

@@ -19,7 +19,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, and_, exists, func, select, update
 
 from dicomportal import clock
-from dicomportal.billing import audit, gateway
+from dicomportal.billing import audit, gateway, notices
 from dicomportal.billing.errors import BillingError, PaymentRejected
 from dicomportal.billing.invoicing import next_number
 from dicomportal.billing.money import format_money
@@ -239,6 +239,7 @@ def _issue(note: CreditNote, refund: gateway.RefundInfo) -> CreditNote:
         stripe_refund=refund.id,
         reason=note.reason,
     )
+    notices.refund_issued(note)
     db.session.commit()
     db.session.refresh(invoice)
     return note

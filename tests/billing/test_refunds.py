@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from dicomportal.accounts import create_user
 from dicomportal.billing import refunds
+from dicomportal.billing.money import format_money
 from dicomportal.billing.refunds import RefundRefused
 from dicomportal.billing.summary import first_invoice
 from dicomportal.extensions import db
@@ -18,6 +19,7 @@ from dicomportal.models import (
     AuditLog,
     CreditNote,
     CreditNoteStatus,
+    EmailOutbox,
     Invoice,
     InvoiceStatus,
     Role,
@@ -60,6 +62,12 @@ def test_part_then_the_rest_gives_two_numbered_credit_notes_and_a_refunded_invoi
     assert stripe_refunds(app, invoice) == sorted([1000, paid - 1000])
     audits = db.session.scalars(select(AuditLog).where(AuditLog.action == "invoice.refunded")).all()
     assert [a.details["credit_note"] for a in audits] == [first.number, second.number]
+    mails = db.session.scalars(select(EmailOutbox).where(EmailOutbox.subject.like("Refund of %"))).all()
+    assert [m.subject for m in mails] == [
+        f"Refund of $10 for invoice {invoice.number}",
+        f"Refund of {format_money(paid - 1000)} for invoice {invoice.number}",
+    ]
+    assert f"credit note {first.number}" in mails[0].body_text and "/billing/invoices" in mails[0].body_text
 
     with pytest.raises(RefundRefused, match="already refunded in full"):
         refunds.refund_invoice(invoice.id, 1, "once more")
