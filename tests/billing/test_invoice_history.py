@@ -92,13 +92,10 @@ def test_each_row_shows_date_period_amount_tax_status_and_actions(
     text = text_of(response)
     assert f"{made[4].number} Jan 10, 2026" not in text  # the newest is May's
     assert (
-        f"{made[4].number} May 10, 2026 May 10, 2026 {DASH} Jun 9, 2026 $11.90 $1.90 Due Download PDF Pay now"
+        f"{made[4].number} May 10, 2026 May 10 {DASH} Jun 9, 2026 $11.90 $1.90 Due Download PDF Pay now"
         in text
     )
-    assert (
-        f"{made[3].number} Apr 10, 2026 Apr 10, 2026 {DASH} May 10, 2026 $11.90 $1.90 Paid Download PDF"
-        in text
-    )
+    assert f"{made[3].number} Apr 10, 2026 Apr 10 {DASH} May 10, 2026 $11.90 $1.90 Paid Download PDF" in text
     markup = response.get_data(as_text=True)
     assert f'href="/billing/invoices/{made[3].id}/pdf"' in markup
     assert markup.count("Pay now") == 1 and 'href="/billing/card"' in markup
