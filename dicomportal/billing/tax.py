@@ -1,8 +1,9 @@
 """Every tax rule in one place: VAT number formats, the EU reverse charge, rates by country.
 
-Rates come from configuration (``TAX_RATES``: country -> basis points, 0 when absent). An EU
-business with a valid VAT number of its own member state, other than the seller's, pays 0% and its
-invoice carries the reverse-charge mention. Greece's VAT numbers start with ``EL``, not ``GR``.
+Rates come from configuration (``TAX_RATES``: country -> basis points; a country not listed pays
+the ``"default"`` entry, 0 without one). An EU business with a valid VAT number of its own member
+state, other than the seller's, pays 0% and its invoice carries the reverse-charge mention.
+Greece's VAT numbers start with ``EL``, not ``GR``.
 Tax IDs are checked locally with python-stdnum (format and check digits; no VIES call): EU VAT,
 UK VAT, Swiss UID, US EIN, Canadian BN and Australian ABN.
 """
@@ -121,7 +122,8 @@ def tax_for(profile: BillingProfile | None, config: dict[str, Any]) -> TaxDecisi
     seller = str(config.get("SELLER_COUNTRY", "")).upper()
     if _is_eu_business_abroad(profile, country, seller):
         return TaxDecision(0, REVERSE_CHARGE_NOTE)
-    return TaxDecision(int(config.get("TAX_RATES", {}).get(country, 0)))
+    rates = config.get("TAX_RATES", {})
+    return TaxDecision(int(rates.get(country, rates.get("default", 0))))
 
 
 def _is_eu_business_abroad(profile: BillingProfile, country: str, seller: str) -> bool:

@@ -18,9 +18,10 @@ from lxml import etree
 from dicomportal.billing import refunds
 from dicomportal.billing.profiles import BillingDetails, save_billing_details
 from dicomportal.billing.summary import first_invoice
+from dicomportal.billing.tax import tax_for
 from dicomportal.documents import REVERSE_CHARGE_MENTION
 from dicomportal.extensions import db
-from dicomportal.models import Invoice, Subscription, User
+from dicomportal.models import BillingProfile, Invoice, Subscription, User
 from tests.documents.test_facturx import business_rule_errors
 from tests.helpers.auth import AuthActions
 from tests.helpers.pdf import pdf_text
@@ -236,3 +237,16 @@ def test_the_checkout_shows_the_tax_the_invoice_will_charge(
     for phrase in shown:
         assert phrase in text
     assert absent not in text
+
+
+@pytest.mark.parametrize(
+    ("country", "tax_id", "rate"),
+    [("FR", None, 2000), ("IT", None, 2200), ("IT", "IT00743110157", 0), ("DE", "DE811907980", 1900)],
+)
+def test_a_country_not_in_the_rates_pays_the_default_rate(
+    country: str, tax_id: str | None, rate: int
+) -> None:
+    config = {"SELLER_COUNTRY": "DE", "TAX_RATES": {"DE": 1900, "FR": 2000, "default": 2200}}
+    profile = BillingProfile(country=country, tax_id=tax_id)
+
+    assert tax_for(profile, config).rate_bp == rate
