@@ -173,3 +173,25 @@ def test_a_card_not_confirmed_by_stripe_is_not_added(
     )
 
     assert "was not confirmed" in text_of(response) and saved(user) == []
+
+
+def test_the_dashboard_warns_too_when_the_card_runs_out_before_the_renewal(
+    app: Flask,
+    client: FlaskClient,
+    auth: AuthActions,
+    make_customer: Callable[..., User],
+    subscribe: Callable[..., Subscription],
+) -> None:
+    user = make_customer()
+    subscription = subscribe(user)
+    auth.login(user.email, PASSWORD)
+    assert "expires before your next renewal" not in text_of(client.get("/account/"))
+
+    (card,) = saved(user)
+    renews = subscription.current_period_end
+    card.exp_year, card.exp_month = (
+        (renews.year, renews.month - 1) if renews.month > 1 else (renews.year - 1, 12)
+    )
+    db.session.commit()
+
+    assert "This card expires before your next renewal" in text_of(client.get("/account/"))
