@@ -11,6 +11,7 @@ from typing import Any
 
 import facturx
 import pytest
+from babel.dates import format_date
 from flask import Flask
 from flask.testing import FlaskClient
 from lxml import etree
@@ -111,6 +112,13 @@ def test_seller_in_germany_taxes_each_buyer_as_the_law_says(
     assert "DICOM Portal GmbH" in text and "Friedrichstraße 123" in text and "VAT DE136695976" in text
     assert invoice.number in text and "Casey Customer" in text and "1 Main St" in text
     assert "Professional" in text and "Visa •••• 4242" in text
+    # Dates (issue, service period, due, paid), the line with quantity and unit price, the status.
+    day = format_date(invoice.finalized_at, "medium", locale="en") if invoice.finalized_at else "?"
+    assert f"Issue date {day}" in text and f"Due date {day}" in text and f"Paid on {day}" in text
+    assert "Service period" in text
+    line_rate = f"{rate // 100}%" if rate else "0%"
+    assert f" 1 {usd(invoice.subtotal_cents)} {line_rate} {usd(invoice.subtotal_cents)}" in text
+    assert "PAID" in text and "Amount due $0.00" in text
     if company:
         assert company in text
     if tax_id:
