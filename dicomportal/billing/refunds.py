@@ -5,7 +5,8 @@ reserved on the invoice with one conditional UPDATE (``refunded + amount <= paid
 together with a pending credit note; only then is Stripe asked. Two refunds started at the same
 moment cannot both reserve more than was paid, on SQLite and PostgreSQL alike. A refund Stripe
 refuses releases its reservation; one whose answer was lost stays pending and is finished by the
-next refund of the same invoice (the refund is found at Stripe by its credit note's id).
+worker (``finish_pending_refunds``) or the next refund of the same invoice, once it is a few
+minutes old (the refund is found at Stripe by its credit note's id).
 
 Credit notes are numbered when the refund has gone through, in their own gapless yearly series
 (``CN-2026-000001``), under the series row's lock like invoices.
@@ -14,6 +15,8 @@ Credit notes are numbered when the refund has gone through, in their own gapless
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from datetime import timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, and_, exists, func, select, update
@@ -36,6 +39,9 @@ from dicomportal.models import (
 )
 
 log = logging.getLogger(__name__)
+
+# A pending credit note younger than this may still be waiting for Stripe in another process.
+FINISH_AFTER = timedelta(minutes=2)
 
 
 class RefundRefused(BillingError):
@@ -74,8 +80,8 @@ def refund_invoice(
 
     :raises RefundRefused: no reason, a non-positive amount, an invoice not paid, more than what
         remains, or Stripe refused the refund (then nothing changed).
-    :raises GatewayUnavailable: Stripe did not answer; the credit note stays pending and the next
-        refund of this invoice finishes it.
+    :raises GatewayUnavailable: Stripe did not answer; the credit note stays pending and the
+        worker's ``finish_pending_refunds`` (or the next refund of this invoice) finishes it.
     """
     reason = reason.strip()
     if not reason:
@@ -90,21 +96,29 @@ def refund_invoice(
     return _ask_stripe(note, intent_id)
 
 
-def finish_pending(invoice_id: int) -> None:
-    """Finish the credit notes of ``invoice_id`` whose refund was asked of Stripe without an answer:
-    issued when Stripe has the refund, released when it has none."""
-    pending = db.session.scalars(
-        select(CreditNote).where(
-            CreditNote.invoice_id == invoice_id, CreditNote.status == CreditNoteStatus.PENDING
-        )
-    ).all()
-    for note in pending:
-        intent_id = _paid_intent(note.invoice)
-        found = gateway.find_refund(intent_id, _metadata(note))
+def finish_pending(invoice_id: int | None = None) -> Counter[str]:
+    """Finish the credit notes (of ``invoice_id``, or of every invoice) whose refund was asked of
+    Stripe more than ``FINISH_AFTER`` ago without an answer being recorded: issued when Stripe has
+    the refund, released when it has none. A younger one may still be waiting for Stripe's answer
+    in another process, so it is left alone. Returns how many were issued and released.
+
+    :raises GatewayUnavailable: Stripe did not answer; the rest stay pending.
+    """
+    query = select(CreditNote).where(
+        CreditNote.status == CreditNoteStatus.PENDING, CreditNote.created_at <= clock.now() - FINISH_AFTER
+    )
+    if invoice_id is not None:
+        query = query.where(CreditNote.invoice_id == invoice_id)
+    counts: Counter[str] = Counter()
+    for note in db.session.scalars(query.order_by(CreditNote.id)).all():
+        found = gateway.find_refund(_paid_intent(note.invoice), _metadata(note))
         if found is not None and found.status in ("succeeded", "pending"):
             _issue(note, found)
+            counts["issued"] += 1
         else:
             _release(note, "Stripe has no refund for this credit note.")
+            counts["released"] += 1
+    return counts
 
 
 def _refundable_invoice(invoice_id: int) -> Invoice:
@@ -205,11 +219,27 @@ def _ask_stripe(note: CreditNote, intent_id: str) -> CreditNote:
     return _issue(note, refund)
 
 
+def _settle(note: CreditNote, **values: Any) -> bool:
+    """Move a pending credit note on (compare-and-set): False when another process already did."""
+    moved = db.session.execute(
+        update(CreditNote)
+        .where(CreditNote.id == note.id, CreditNote.status == CreditNoteStatus.PENDING)
+        .values(**values)
+    )
+    if cast(CursorResult[Any], moved).rowcount == 1:
+        return True
+    db.session.rollback()
+    db.session.refresh(note)
+    return False
+
+
 def _issue(note: CreditNote, refund: gateway.RefundInfo) -> CreditNote:
-    """Number the credit note and mark the invoice refunded when nothing paid remains (committed)."""
+    """Number the credit note and mark the invoice refunded when nothing paid remains (committed).
+    The number is taken in the same transaction as the change of status, so none is skipped."""
     now = clock.now()
+    if not _settle(note, status=CreditNoteStatus.ISSUED, issued_at=now, stripe_refund_id=refund.id):
+        return note
     note.number = next_number(f"CN-{now.year}-")
-    note.status, note.issued_at, note.stripe_refund_id = CreditNoteStatus.ISSUED, now, refund.id
     others_pending = exists().where(
         CreditNote.invoice_id == note.invoice_id,
         CreditNote.status == CreditNoteStatus.PENDING,
@@ -247,12 +277,13 @@ def _issue(note: CreditNote, refund: gateway.RefundInfo) -> CreditNote:
 
 def _release(note: CreditNote, why: str) -> None:
     """Stripe did not refund: give the reserved amount back to the invoice (committed)."""
+    if not _settle(note, status=CreditNoteStatus.FAILED, failure_message=why[:500]):
+        return
     db.session.execute(
         update(Invoice)
         .where(Invoice.id == note.invoice_id)
         .values(amount_refunded_cents=Invoice.amount_refunded_cents - note.total_cents)
     )
-    note.status, note.failure_message = CreditNoteStatus.FAILED, why[:500]
     audit.record("invoice.refund_failed", note.user_id, note, actor_id=note.actor_id, reason=why[:200])
     db.session.commit()
     log.warning("refund for credit note %s not made: %s", note.id, why)

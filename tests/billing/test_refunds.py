@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
+import time_machine
 from flask import Flask
 from sqlalchemy import select
 
+from dicomportal import clock, jobs
 from dicomportal.accounts import create_user
 from dicomportal.billing import refunds
 from dicomportal.billing.money import format_money
@@ -181,7 +184,8 @@ def test_a_refund_interrupted_before_stripe_answered_is_finished_by_the_next_one
         params={"payment_intent": intent, "amount": 300, "metadata": refunds._metadata(made)}
     )
 
-    rest = refunds.refund_invoice(invoice.id, None, "the rest")
+    with time_machine.travel(clock.now() + timedelta(minutes=5)):
+        rest = refunds.refund_invoice(invoice.id, None, "the rest")
 
     db.session.refresh(made)
     db.session.refresh(lost)
@@ -191,3 +195,25 @@ def test_a_refund_interrupted_before_stripe_answered_is_finished_by_the_next_one
     db.session.refresh(invoice)
     assert invoice.status == InvoiceStatus.REFUNDED and invoice.amount_refunded_cents == paid
     assert stripe_refunds(app, invoice) == sorted([300, paid - 300])
+
+
+def test_the_worker_finishes_interrupted_refunds_but_not_one_still_waiting_for_stripe(
+    app: Flask, make_customer: Callable[..., User], subscribe: Callable[..., Subscription]
+) -> None:
+    invoice = paid_invoice(make_customer, subscribe)
+    made = refunds._reserve(invoice, 300, "made at Stripe", None)
+    intent = invoice.payments[-1].stripe_payment_intent_id
+    stripe_client(app).v1.refunds.create(
+        params={"payment_intent": intent, "amount": 300, "metadata": refunds._metadata(made)}
+    )
+
+    jobs.run_once()  # a few seconds old: perhaps still waiting for Stripe's answer elsewhere
+    db.session.refresh(made)
+    assert made.status == CreditNoteStatus.PENDING
+    with time_machine.travel(clock.now() + timedelta(minutes=5)):
+        jobs.run_once()
+
+    db.session.refresh(made)
+    assert made.status == CreditNoteStatus.ISSUED and made.number
+    db.session.refresh(invoice)
+    assert invoice.amount_refunded_cents == 300 and invoice.is_partially_refunded
