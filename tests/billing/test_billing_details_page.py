@@ -153,3 +153,24 @@ def test_new_details_reach_stripe_and_only_later_invoices(
         "Byte Imaging Ltd",
         "GB980780684",
     )
+
+
+def test_a_changed_tax_id_is_checked_at_once_and_only_it_is_judged(
+    app: Flask, client: FlaskClient, auth: AuthActions, make_customer: Callable[..., User]
+) -> None:
+    user = make_customer()
+    auth.login(user.email, PASSWORD)
+    half_filled = FORM | {"city": "", "tax_id": "GB123", "check": "tax_id"}
+
+    wrong = client.post("/billing/details", data=half_filled, headers={"HX-Request": "true"})
+    right = client.post(
+        "/billing/details", data=half_filled | {"tax_id": "GB980780684"}, headers={"HX-Request": "true"}
+    )
+
+    assert wrong.status_code == 422 and "Enter a valid UK VAT number" in text_of(wrong)
+    assert "Enter your city or town" not in text_of(wrong)  # not reached yet: not judged
+    assert right.status_code == 200 and 'id="tax_id-error"' not in right.get_data(as_text=True)
+    db.session.expire_all()
+    assert user.billing_profile is not None and user.billing_profile.tax_id is None  # nothing saved
+    page = client.get("/billing/details").get_data(as_text=True)
+    assert 'hx-trigger="change"' in page and "&#34;check&#34;: &#34;tax_id&#34;" in page

@@ -75,7 +75,9 @@ def test_invoices_billing_details_and_cards_from_the_dashboard(
     page.get_by_label("City or town").fill("Lyon")
     page.get_by_label("Postal code").fill("69006")
     page.get_by_label("VAT or tax ID (optional)").fill("FR123")
-    page.get_by_role("button", name="Save billing details").click()
+    page.get_by_label("VAT or tax ID (optional)").press("Tab")  # checked as soon as it changes
+    expect(page.locator("#tax_id-error")).to_contain_text("Enter a valid EU VAT number")
+    page.get_by_role("button", name="Save billing details").click()  # and refused when saved
     expect(page.locator("#tax_id-error")).to_contain_text("Enter a valid EU VAT number")
     page.screenshot(path=str(SCREENSHOTS / "invoices-3-details-error.png"), full_page=True)
     page.get_by_label("VAT or tax ID (optional)").fill("FR 40 303 265 045")
