@@ -158,6 +158,7 @@ def register_blueprints(app: Flask) -> None:
         account,
         auth,
         billing,
+        cancellation,
         checkout,
         dev,
         help,
@@ -172,7 +173,20 @@ def register_blueprints(app: Flask) -> None:
     # Before any route is added: every ``<int:...>`` in every blueprint is a bounded id.
     app.url_map.converters["int"] = IdConverter
 
-    for module in (redirects, auth, plans, checkout, billing, account, help, viewer, studies, webhooks, dev):
+    for module in (
+        redirects,
+        auth,
+        plans,
+        checkout,
+        billing,
+        cancellation,
+        account,
+        help,
+        viewer,
+        studies,
+        webhooks,
+        dev,
+    ):
         app.register_blueprint(module.bp)
 
 
@@ -209,10 +223,12 @@ def register_errorhandlers(app: Flask) -> None:
 
 
 def register_template_helpers(app: Flask) -> None:
+    from dicomportal.billing.catalog import storage_label
     from dicomportal.billing.money import format_day, format_money
 
     app.jinja_env.filters["money"] = format_money
     app.jinja_env.filters["dateformat"] = format_day
+    app.jinja_env.filters["storage"] = storage_label  # 50 -> "50 GB", 1000 -> "1 TB"
 
     @app.context_processor
     def inject_globals() -> dict[str, Any]:

@@ -208,9 +208,42 @@ def refund_command(invoice: str, amount: int | None, reason: str, staff_email: s
     click.echo(f"invoice {refunded.number}: {state}")
 
 
+@click.command("restore")
+@click.argument("email")
+@click.option("--by", "staff_email", default=None, help="The staff member restoring (for the audit log).")
+@with_appcontext
+def restore_command(email: str, staff_email: str | None) -> None:
+    """Restore a customer's ended subscription within the restore window (same plan, new period, a charge)."""
+    from dicomportal.billing.cancellation import restore
+    from dicomportal.billing.errors import BillingError
+    from dicomportal.extensions import db
+    from dicomportal.mail import deliver_pending
+    from dicomportal.models import User
+
+    staff = db.session.scalar(db.select(User).where(User.email == staff_email)) if staff_email else None
+    if staff_email and (staff is None or not staff.is_staff):
+        raise click.ClickException(f"{staff_email} is not a support or admin account; nothing was restored.")
+    try:
+        subscription = restore(email, staff.id if staff else None)
+    except BillingError as exc:
+        raise click.ClickException(str(exc)) from exc
+    deliver_pending()
+    click.echo(
+        f"restored {email}: {subscription.price.plan.name}, {subscription.status.value}, "
+        f"period to {subscription.current_period_end.date().isoformat()}"
+    )
+
+
 def register(app: Flask) -> None:
     """Attach our commands to the app's CLI."""
-    for command in (seed_command, create_user_command, tick_command, worker_command, refund_command):
+    for command in (
+        seed_command,
+        create_user_command,
+        tick_command,
+        worker_command,
+        restore_command,
+        refund_command,
+    ):
         app.cli.add_command(command)
 
 

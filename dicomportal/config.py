@@ -186,6 +186,9 @@ def load_config(instance_path: Path) -> dict[str, Any]:
         "UPLOAD_MAX_FILE_MB": _int("UPLOAD_MAX_FILE_MB", 512),
         "UPLOAD_MAX_FILES": _int("UPLOAD_MAX_FILES", 5000),
         "UPLOAD_ZIP_MAX_RATIO": _int("UPLOAD_ZIP_MAX_RATIO", 100),
+        # Share links: the longest expiry a customer may choose, and the one offered first
+        "SHARE_LINK_MAX_DAYS": _int("SHARE_LINK_MAX_DAYS", 30),
+        "SHARE_LINK_DEFAULT_DAYS": _int("SHARE_LINK_DEFAULT_DAYS", 7),
         # Security
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
         "RATELIMIT_HEADERS_ENABLED": True,

@@ -62,3 +62,11 @@ class GatewayMisconfigured(GatewayUnavailable):
 
 class RateLimited(GatewayUnavailable):
     """Stripe asked us to slow down (HTTP 429): wait, then try again."""
+
+
+class PlanChangeNotAllowed(BillingError):
+    """The plan change, pause, cancellation or restore asked for does not apply right now."""
+
+
+class PreviewOutdated(BillingError):
+    """The amount shown before confirming is no longer what confirming would charge."""

@@ -14,7 +14,7 @@ from sqlalchemy import Integer, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dicomportal import clock
-from dicomportal.billing.proration import apply_rate
+from dicomportal.billing.proration import totals
 from dicomportal.billing.tax import tax_for
 from dicomportal.extensions import db
 from dicomportal.models import (
@@ -93,11 +93,12 @@ def _compute_and_number(invoice: Invoice, config: dict[str, Any]) -> None:
     user = invoice.user
     profile = user.billing_profile
     tax = tax_for(profile, config)
-    invoice.subtotal_cents = sum(line.amount_cents for line in invoice.lines)
+    figures = totals([line.amount_cents for line in invoice.lines], tax.rate_bp)
+    invoice.subtotal_cents = figures.subtotal_cents
     invoice.tax_rate_bp = tax.rate_bp
     invoice.tax_note = tax.note
-    invoice.tax_cents = apply_rate(max(invoice.subtotal_cents, 0), tax.rate_bp)
-    invoice.total_cents = invoice.subtotal_cents + invoice.tax_cents
+    invoice.tax_cents = figures.tax_cents
+    invoice.total_cents = figures.total_cents
     _snapshot_billing_details(invoice, user, profile)
     now = clock.now()
     invoice.number = next_invoice_number(now)

@@ -28,7 +28,7 @@ from flask import current_app
 from sqlalchemy import and_, exists, or_, select, update
 
 from dicomportal import clock, jobs
-from dicomportal.billing import collection, refunds, subscriptions
+from dicomportal.billing import collection, pause, refunds, retention, subscriptions
 from dicomportal.billing.errors import ChargeInProgress, GatewayUnavailable, RateLimited
 from dicomportal.extensions import db
 from dicomportal.models import (
@@ -292,3 +292,43 @@ def finish_pending_refunds() -> Counter[str]:
     except GatewayUnavailable:
         db.session.rollback()
         return Counter(deferred=1)
+
+
+@jobs.job("resume_paused_subscriptions", order=22)
+def resume_paused_subscriptions() -> Counter[str]:
+    """Resume every paused subscription whose pause is over (a new period and a charge; dunning if
+    it fails), or end it if it was cancelled while paused."""
+    with BillingRun("resume_paused_subscriptions") as run:
+
+        def resume_one(subscription_id: int) -> None:
+            outcome, payment_id = pause.resume_due(subscription_id)
+            run.counts[outcome] += 1
+            if payment_id is not None:
+                run.charge(payment_id)
+
+        run.each(pause.due_to_resume(), resume_one, "subscription")
+    return run.counts
+
+
+@jobs.job("remind_pause_ending", order=24)
+def remind_pause_ending() -> Counter[str]:
+    """The "your pause ends in 7 days" email, once per pause."""
+    with jobs.ItemRun("remind_pause_ending") as run:
+
+        def remind_one(subscription_id: int) -> None:
+            run.counts["reminded" if pause.remind(subscription_id) else "skipped"] += 1
+
+        run.each(pause.due_for_reminder(), remind_one, "subscription")
+    return run.counts
+
+
+@jobs.job("purge_after_restore_window", order=60)
+def purge_after_restore_window() -> Counter[str]:
+    """Delete ended customers' data once their restore window is over (each domain's purger)."""
+    with jobs.ItemRun("purge_after_restore_window") as run:
+
+        def purge_one(subscription_id: int) -> None:
+            run.counts["purged" if retention.purge_after_window(subscription_id) else "skipped"] += 1
+
+        run.each(retention.due_for_purge(), purge_one, "subscription")
+    return run.counts

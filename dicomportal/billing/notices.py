@@ -69,6 +69,55 @@ def subscription_ended_unpaid(subscription: Subscription, invoice: Invoice) -> N
     )
 
 
+def _about(subscription: Subscription, subject: str, template: str, **context: object) -> None:
+    """One email about the customer's subscription, with the links every such email carries."""
+    user = subscription.user
+    queue_email(
+        user.email,
+        subject,
+        template,
+        user_id=user.id,
+        name=user.name,
+        subscription=subscription,
+        plan=subscription.price.plan.name,
+        account_url=absolute_url("/account/"),
+        pricing_url=absolute_url("/plans/"),
+        **context,
+    )
+
+
+def subscription_canceled(subscription: Subscription) -> None:
+    """Cancelled: access until the period end, and how to undo it."""
+    _about(subscription, "Your DICOM Portal subscription is cancelled", "billing_canceled")
+
+
+def cancellation_undone(subscription: Subscription) -> None:
+    _about(subscription, "Your DICOM Portal subscription continues", "billing_cancel_undone")
+
+
+def subscription_ended(subscription: Subscription) -> None:
+    """A cancelled subscription's period is over: access stopped, data kept until the deadline."""
+    _about(subscription, "Your DICOM Portal subscription has ended", "billing_ended")
+
+
+def subscription_restored(subscription: Subscription) -> None:
+    _about(subscription, "Your DICOM Portal subscription is restored", "billing_restored")
+
+
+def pause_scheduled(subscription: Subscription) -> None:
+    _about(subscription, "Your DICOM Portal subscription will pause", "billing_pause_scheduled")
+
+
+def pause_ending(subscription: Subscription) -> None:
+    """Seven days before a pause ends: it resumes and is charged on that day."""
+    _about(
+        subscription,
+        "Your DICOM Portal pause ends in 7 days",
+        "billing_pause_ending",
+        amount=format_money(subscription.price.amount_cents, subscription.price.currency),
+    )
+
+
 def refund_issued(note: CreditNote) -> None:
     """A refund went back to the customer's card: how much, for which invoice, and its credit note."""
     invoice = note.invoice

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from dicomportal import clock
 from dicomportal.billing import audit, notices
-from dicomportal.billing.cancellation import end
+from dicomportal.billing.ending import end
 from dicomportal.billing.invoicing import mark_paid, void
 from dicomportal.extensions import db
 from dicomportal.models import (

@@ -1,15 +1,19 @@
 """Pure money math in integer cents: every rounding in billing goes through this module.
 
-The rounding rule, stated once: every fraction of a cent is rounded half up (away from zero for
-positive amounts, which are the only ones these functions take); a prorated credit and the charge
-it offsets are rounded independently, so each printed line is exact and the total is their sum.
-The one exception is a percentage promised to a customer ("save 40%"), which is rounded down so
-it never promises more than is saved.
+The rounding rule, stated once: a share of a price for part of a period (a proration: the credit
+for unused time, the charge for the rest of a period on a new plan) is rounded DOWN to the cent,
+each line on its own, so a credit never exceeds what was paid for the unused time, a charge never
+exceeds the exact share, and an invoice's total is exactly the sum of its printed lines.
+Periods are prorated by whole UTC days (the day of the change counts as unused on the old plan),
+so a preview shown in the morning is the amount invoiced that evening.
+Everything else that divides (tax, "per month" equivalents) is rounded half up; a percentage
+promised to a customer ("save 40%") is rounded down so it never promises more than is saved.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 
 def divide_half_up(numerator: int, denominator: int) -> int:
@@ -31,13 +35,34 @@ def apply_rate(amount_cents: int, rate_bp: int) -> int:
     return divide_half_up(amount_cents * rate_bp, 10_000)
 
 
-def prorate(amount_cents: int, part_seconds: int, whole_seconds: int) -> int:
-    """The share of ``amount_cents`` for ``part_seconds`` out of a period of ``whole_seconds``."""
-    part = max(0, min(part_seconds, whole_seconds))
-    return divide_half_up(amount_cents * part, whole_seconds)
+def prorate(amount_cents: int, part: int, whole: int) -> int:
+    """The share of ``amount_cents`` for ``part`` out of ``whole`` (days), rounded down."""
+    if amount_cents < 0 or whole <= 0:
+        raise ValueError("amounts here are non-negative and periods positive")
+    return amount_cents * max(0, min(part, whole)) // whole
+
+
+def days_left(start: datetime, end: datetime, at: datetime) -> tuple[int, int]:
+    """(unused days, days in the period) of ``start``..``end`` at ``at``, by UTC calendar day."""
+    whole = max(1, (end.astimezone(UTC).date() - start.astimezone(UTC).date()).days)
+    left = (end.astimezone(UTC).date() - at.astimezone(UTC).date()).days
+    return max(0, min(left, whole)), whole
 
 
 def unused_share(amount_cents: int, start: datetime, end: datetime, at: datetime) -> int:
     """What is left of ``amount_cents`` paid for ``start``..``end`` when stopping at ``at``."""
-    whole = int((end - start).total_seconds())
-    return prorate(amount_cents, int((end - at).total_seconds()), whole)
+    return prorate(amount_cents, *days_left(start, end, at))
+
+
+@dataclass(frozen=True)
+class Totals:
+    subtotal_cents: int
+    tax_cents: int
+    total_cents: int
+
+
+def totals(line_amounts: list[int], tax_rate_bp: int) -> Totals:
+    """An invoice's subtotal (the sum of its lines), tax on it (none on a credit) and total."""
+    subtotal = sum(line_amounts)
+    tax = apply_rate(max(subtotal, 0), tax_rate_bp)
+    return Totals(subtotal, tax, subtotal + tax)

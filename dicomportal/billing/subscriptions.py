@@ -4,21 +4,24 @@ outcome does to a subscription. Pause, plan changes and cancellation build on th
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, TypeVar, cast
 
 from flask import current_app
-from sqlalchemy import bindparam, select
+from sqlalchemy import CursorResult, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
 from dicomportal import clock
-from dicomportal.billing import audit, cancellation, cards, collection, extras
+from dicomportal.billing import audit, cards, collection, ending, extras
 from dicomportal.billing.errors import (
     AlreadySubscribed,
     ChargeInProgress,
     GatewayUnavailable,
+    PlanChangeNotAllowed,
     PlanNotAvailable,
 )
 from dicomportal.billing.invoicing import LineSpec, create_invoice, finalize, void
@@ -38,6 +41,7 @@ from dicomportal.models import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def live_subscription(user_id: int) -> Subscription | None:
@@ -58,6 +62,52 @@ _LATEST = (
     .order_by((Subscription.status == SubscriptionStatus.ENDED).asc(), Subscription.id.desc())
     .limit(1)
 )
+
+
+def lock_own_subscription(user_id: int, subscription_id: int) -> Subscription:
+    """The customer's subscription ``subscription_id``, locked for this transaction.
+
+    The first statement is a write (it touches ``updated_at``), so on PostgreSQL concurrent
+    requests about one subscription queue on its row lock and on SQLite on the write lock; each
+    then reads what the one before it committed (a double-clicked "Confirm" sees the change done).
+
+    :raises LookupError: no such subscription, or another customer's (views answer 404).
+    """
+    touched = db.session.execute(
+        update(Subscription)
+        .where(Subscription.id == subscription_id, Subscription.user_id == user_id)
+        .values(updated_at=clock.now()),
+        execution_options={"synchronize_session": False},
+    )
+    if not cast(CursorResult[Any], touched).rowcount:
+        db.session.rollback()
+        raise LookupError("no such subscription")
+    query = (
+        select(Subscription)
+        .where(Subscription.id == subscription_id)
+        .options(joinedload(Subscription.price).joinedload(Price.plan))
+        .execution_options(populate_existing=True)
+    )
+    return db.session.scalars(query).one()
+
+
+def act_on_own(user_id: int, subscription_id: int, action: Callable[[Subscription], T]) -> T:
+    """Run ``action`` on the customer's locked subscription and commit; on any error nothing is
+    changed (domain errors reach the caller to be shown).
+
+    :raises LookupError: not the customer's subscription.
+    """
+    subscription = lock_own_subscription(user_id, subscription_id)
+    try:
+        result = action(subscription)
+        db.session.commit()
+    except (StaleDataError, IntegrityError) as exc:
+        db.session.rollback()
+        raise PlanChangeNotAllowed("That was already done.") from exc
+    except BaseException:
+        db.session.rollback()
+        raise
+    return result
 
 
 def latest_subscription(user_id: int) -> Subscription | None:
@@ -159,7 +209,8 @@ def collect(payment_id: int) -> Payment | None:
 @dataclass(frozen=True)
 class Renewal:
     """What :func:`renew` did: ``renewed`` (with the payment to charge, if anything is due),
-    ``ended`` (it was cancelled at period end) or ``skipped`` (not due, or another worker has it)."""
+    ``ended`` (it was cancelled at period end), ``paused`` (a pause begins) or ``skipped`` (not
+    due, or another worker has it)."""
 
     outcome: str
     invoice_id: int | None = None
@@ -190,9 +241,14 @@ def renew(subscription_id: int) -> Renewal:
         return Renewal("skipped")
     try:
         if subscription.cancel_at_period_end:
-            cancellation.end(subscription, "canceled")
+            ending.end_at_period_end(subscription)
             db.session.commit()
             return Renewal("ended")
+        if subscription.pause_starts_at is not None:
+            subscription.status = SubscriptionStatus.PAUSED  # no invoice while paused (billing/pause.py)
+            audit.record("subscription.paused", subscription.user_id, subscription)
+            db.session.commit()
+            return Renewal("paused")
         invoice = _next_period_invoice(subscription)
         payment = collection.first_attempt(invoice)
         db.session.flush()
@@ -224,6 +280,36 @@ def _next_period_invoice(subscription: Subscription) -> Invoice:
     )
     audit.record("subscription.renewed", subscription.user_id, subscription, period_end=end_.isoformat())
     return finalize(invoice, current_app.config)
+
+
+def begin_period(subscription: Subscription, reason: str, actor_id: int | None = None) -> int | None:
+    """Start a new period from now, keeping the plan (resuming a pause, a restore), and bill it:
+    the invoice and its first attempt are added to the caller's transaction. Returns the payment
+    id to charge after the commit (None if nothing is due)."""
+    now = clock.now()
+    price = subscription.price
+    ended = (subscription.current_period_start, subscription.current_period_end)
+    subscription.status = SubscriptionStatus.ACTIVE
+    subscription.billing_anchor = subscription.current_period_start = now
+    subscription.current_period_end = period_boundary(now, price.interval, 1)
+    subscription.pause_starts_at = subscription.pause_ends_at = None
+    subscription.pause_reminder_sent_at = None
+    db.session.flush()  # the versioned UPDATE first: a concurrent second start loses here
+    period = (subscription.current_period_start, subscription.current_period_end)
+    # what other domains bill (the storage add-on, extra credits of the period before) comes along
+    lines = [plan_line(price, *period), *extras.renewal_lines(subscription, *ended)]
+    invoice = create_invoice(subscription.user, lines, BillingReason.SUBSCRIPTION_CYCLE, subscription, period)
+    finalize(invoice, current_app.config)
+    payment = collection.first_attempt(invoice)
+    db.session.flush()
+    audit.record(
+        f"subscription.{reason}",
+        subscription.user_id,
+        subscription,
+        actor_id=actor_id,
+        invoice=invoice.number,
+    )
+    return payment.id if payment is not None else None
 
 
 INCOMPLETE_EXPIRES_AFTER = timedelta(hours=23)

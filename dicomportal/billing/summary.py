@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import selectinload
 
 from dicomportal import clock
-from dicomportal.billing import collection, subscriptions
+from dicomportal.billing import addons, collection, subscriptions
 from dicomportal.billing.entitlements import Entitlements, entitlements_of
 from dicomportal.billing.invoicing import invoices_for
 from dicomportal.billing.periods import period_boundary
@@ -104,7 +104,18 @@ def next_charge(
         return None
     price = subscription.scheduled_price or subscription.price
     on = subscription.pause_ends_at if subscription.pause_starts_at else subscription.current_period_end
-    return price_charge(price, profile, on)
+    charge = price_charge(price, profile, on)
+    extra = addons.renewing_cents(subscription, price.interval)  # the storage add-on renews with it
+    if not extra:
+        return charge
+    subtotal = charge.subtotal_cents + extra
+    return Charge(
+        subtotal,
+        apply_rate(subtotal, charge.tax_rate_bp),
+        charge.tax_rate_bp,
+        charge.currency,
+        on,
+    )
 
 
 _OPEN = (

@@ -21,6 +21,13 @@ from dicomportal.models.credit import CreditNote, CreditNoteStatus
 from dicomportal.models.documents import StoredDocument
 from dicomportal.models.ops import AuditLog, EmailOutbox, JobItemFailure
 from dicomportal.models.studies import Instance, Series, Study, StudyStatus
+from dicomportal.models.studies_plus import (
+    CreditEntry,
+    CreditKind,
+    OverageAllowance,
+    ShareLink,
+    SubscriptionAddOn,
+)
 from dicomportal.models.user import BillingProfile, LoginSession, Role, User
 
 __all__ = [
@@ -32,6 +39,8 @@ __all__ = [
     "BillingProfile",
     "BillingReason",
     "CatalogRevision",
+    "CreditEntry",
+    "CreditKind",
     "CreditNote",
     "CreditNoteStatus",
     "EmailOutbox",
@@ -44,6 +53,7 @@ __all__ = [
     "JobItemFailure",
     "LineKind",
     "LoginSession",
+    "OverageAllowance",
     "OverageRate",
     "Payment",
     "PaymentMethod",
@@ -52,11 +62,13 @@ __all__ = [
     "Price",
     "Role",
     "Series",
+    "ShareLink",
     "StoredDocument",
     "StripeEvent",
     "Study",
     "StudyStatus",
     "Subscription",
+    "SubscriptionAddOn",
     "SubscriptionStatus",
     "User",
 ]

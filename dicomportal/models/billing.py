@@ -72,6 +72,10 @@ class Subscription(db.Model):  # type: ignore[name-defined,misc]
     restore_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime())
     pause_starts_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     pause_ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When the "your pause ends in 7 days" email was queued (it is sent once per pause).
+    pause_reminder_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When the purge job deleted the customer's data after the restore window (it runs once).
+    data_purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     scheduled_price_id: Mapped[int | None] = mapped_column(ForeignKey("prices.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

@@ -18,10 +18,12 @@ from collections.abc import Callable
 from sqlalchemy import ColumnElement, and_, select, update
 
 from dicomportal import clock, jobs
+from dicomportal.billing import addons, extras, retention
 from dicomportal.extensions import db
 from dicomportal.models import Study, StudyStatus
+from dicomportal.studies import credits, shares
 from dicomportal.studies.ingest import STALE_AFTER, remove_failed_study
-from dicomportal.studies.library import remove_deleted_study_files, store_of
+from dicomportal.studies.library import purge_user_data, remove_deleted_study_files, store_of
 from dicomportal.studies.store import StoreError
 
 log = logging.getLogger(__name__)
@@ -69,3 +71,21 @@ def _each(condition: ColumnElement[bool], clean: Callable[[Study], object], done
             continue
         outcomes[done] += 1
     return outcomes
+
+
+def purge_studies(user_id: int) -> dict[str, int]:
+    """The studies domain's purger (billing calls it after the restore window): every study's files
+    on local disk or in Orthanc, then the share links. Idempotent; raises only if it could not finish
+    (files the store could not delete now), so billing retries the purge."""
+    counts = purge_user_data(user_id)
+    links = shares.delete_shares_of_user(user_id)
+    if counts.left_for_sweep:
+        raise StoreError(f"{counts.left_for_sweep} studies of customer {user_id} could not be deleted yet")
+    return {"studies": counts.studies, "files": counts.files, "bytes": counts.bytes, "share_links": links}
+
+
+# The studies domain's seams into billing: the purge after the restore window, and the renewal
+# invoice's lines for extra credits used and for add-ons in force.
+retention.register_purger("studies", purge_studies)
+extras.register_line_source("processing-credits", credits.overage_lines)
+extras.register_line_source("storage-add-ons", addons.renewal_lines)

@@ -1,5 +1,5 @@
-"""Storage used against the quota. The quota is read through :func:`storage_quota_bytes` only, so
-the extra-storage add-on plugs in there (plan quota + add-ons) and every check and meter follows."""
+"""Storage used against the quota. The quota is read through :func:`storage_quota_bytes` only
+(plan quota + extra-storage add-ons in force), so every check and meter follows an add-on at once."""
 
 from __future__ import annotations
 
@@ -7,17 +7,35 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
+from dicomportal.billing import addons
 from dicomportal.billing.entitlements import Entitlements, entitlements_for
 from dicomportal.extensions import db
-from dicomportal.models import Study, StudyStatus
+from dicomportal.models import Study, StudyStatus, SubscriptionAddOn
 
 _UNITS = ((1024**4, "TB"), (1024**3, "GB"), (1024**2, "MB"), (1024, "KB"))
 
 
 def storage_quota_bytes(user_id: int, entitlements: Entitlements | None = None) -> int:
-    """How many bytes of studies the customer may keep: the plan's quota (add-ons: add them here)."""
+    """How many bytes of studies the customer may keep: the plan's quota plus the extra storage of
+    the add-ons in force (none without access)."""
     granted = entitlements if entitlements is not None else entitlements_for(user_id)
-    return granted.storage_quota_bytes
+    if granted.storage_quota_bytes <= 0:
+        return 0
+    return granted.storage_quota_bytes + addons.extra_storage_bytes(user_id)
+
+
+def remove_storage_addon(user_id: int, code: str) -> SubscriptionAddOn:
+    """Remove an extra-storage add-on at period end, refused while what is stored (and being
+    uploaded) would not fit the quota without it.
+
+    :raises AddOnRefused: with the numbers.
+    """
+    stored = storage_committed_bytes(user_id)
+    addon_bytes = sum(
+        offer.addon.storage_gb * addons.GB for offer in addons.offers(user_id) if offer.addon.code == code
+    )
+    quota_without = storage_quota_bytes(user_id) - addon_bytes
+    return addons.remove_addon(user_id, code, stored, quota_without)
 
 
 def storage_used_bytes(user_id: int) -> int:

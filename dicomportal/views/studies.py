@@ -4,6 +4,8 @@ study's series, delete, and download everything as a zip."""
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from typing import Any
 
 from flask import (
@@ -20,12 +22,18 @@ from flask import (
 from flask_login import current_user, login_required
 from werkzeug.exceptions import NotFound, RequestEntityTooLarge
 
+from dicomportal import clock
+from dicomportal.billing import addons
+from dicomportal.billing.errors import BillingError
 from dicomportal.extensions import csrf
+from dicomportal.models import SubscriptionAddOn
+from dicomportal.studies import credits
 from dicomportal.studies.errors import StudiesUnavailable, StudyNotFound, UploadFailed, UploadRefused
 from dicomportal.studies.export import export_filename, export_studies_zip
 from dicomportal.studies.ingest import UploadResult, ingest_upload
 from dicomportal.studies.library import delete_study, get_study, library, require_access
-from dicomportal.studies.quota import format_bytes, storage_meter
+from dicomportal.studies.quota import format_bytes, remove_storage_addon, storage_meter
+from dicomportal.studies.shares import ShareRefused, create_share, revoke_share, shares_of
 from dicomportal.studies.unpack import MB, UploadLimits, UploadPart
 from dicomportal.views._htmx import redirect_after_post, render, wants_partial
 
@@ -55,7 +63,9 @@ def not_found(_exc: StudyNotFound) -> Any:
 @login_required
 def index() -> Response:
     """The customer's studies with the storage meter (partial ``_studies.html`` for htmx)."""
-    return render("studies/index.html", "studies/_studies.html", library=library(current_user.id, _page()))
+    shelf = library(current_user.id, _page())
+    balance = None if wants_partial() else credits.credit_balance(current_user.id)
+    return render("studies/index.html", "studies/_studies.html", library=shelf, balance=balance)
 
 
 @bp.get("/meter")
@@ -71,8 +81,55 @@ def meter() -> Response:
 @bp.get("/<int:study_id>")
 @login_required
 def study(study_id: int) -> str:
-    """One study: its series, image counts and sizes."""
-    return render_template("studies/study.html", study=get_study(current_user.id, study_id))
+    """One study: its series, image counts and sizes, the viewer link and its share links."""
+    return render_template(
+        "studies/study.html", study=get_study(current_user.id, study_id), **_shares_context(study_id)
+    )
+
+
+def _shares_context(study_id: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "study_id": study_id,
+        "shares": shares_of(current_user.id, study_id),
+        "now": clock.now(),
+        "max_days": current_app.config["SHARE_LINK_MAX_DAYS"],
+        "default_days": current_app.config["SHARE_LINK_DEFAULT_DAYS"],
+        **extra,
+    }
+
+
+def _shares_response(study_id: int, message: str, error: str | None = None) -> Response:
+    """The share links panel for htmx (with a toast), or back to the study page."""
+    if not wants_partial():
+        flash(error or message, "error" if error else "success")
+        return redirect_after_post(url_for("studies.study", study_id=study_id))
+    response = make_response(
+        render_template("studies/_shares.html", **_shares_context(study_id, error=error)),
+        422 if error else 200,
+    )
+    if not error:
+        response.headers["HX-Trigger"] = json.dumps({"toast": {"message": message, "category": "success"}})
+    return response
+
+
+@bp.post("/<int:study_id>/shares")
+@login_required
+def share(study_id: int) -> Response:
+    """Make a read-only link to the study that expires after the days chosen."""
+    days = request.form.get("days", type=int)
+    try:
+        create_share(current_user.id, study_id, days, current_app.config["SHARE_LINK_MAX_DAYS"])
+    except ShareRefused as exc:
+        return _shares_response(study_id, "", str(exc))
+    return _shares_response(study_id, "Link created. Copy it and send it to whoever should see the study.")
+
+
+@bp.post("/<int:study_id>/shares/<int:share_id>/revoke")
+@login_required
+def revoke(study_id: int, share_id: int) -> Response:
+    """Stop a link at once; whoever opens it afterwards is refused."""
+    revoke_share(current_user.id, study_id, share_id)
+    return _shares_response(study_id, "Link revoked: it no longer opens.")
 
 
 @bp.get("/upload")
@@ -185,3 +242,99 @@ def _uploaded_message(result: UploadResult) -> str:
             f" Skipped {len(result.skipped)} files that are not part of a study (e.g. {result.skipped[0]})."
         )
     return text
+
+
+# --- processing credits and extra credits ---------------------------------------------------------
+
+
+@bp.get("/credits")
+@login_required
+def credits_page() -> str:
+    """The customer's processing credits this period, the ledger, and the extra-credit allowance."""
+    require_access(current_user.id)
+    return render_template("studies/credits.html", **_credits_context())
+
+
+def _credits_context(**extra: Any) -> dict[str, Any]:
+    return {
+        "balance": credits.credit_balance(current_user.id),
+        "ledger": credits.ledger_of(current_user.id),
+        **extra,
+    }
+
+
+@bp.post("/credits/cap")
+@login_required
+def set_cap() -> Response | tuple[str, int]:
+    """Allow extra credits up to the monthly cap entered (in dollars), or stop them (0)."""
+    try:
+        credits.set_overage_cap(current_user.id, parse_dollars(request.form.get("cap", "")))
+    except (credits.AllowanceRefused, credits.CreditsUnavailable) as exc:
+        return render_template("studies/credits.html", **_credits_context(error=str(exc))), 422
+    flash("Your extra-credit allowance is saved.", "success")
+    return redirect_after_post(url_for("studies.credits_page"))
+
+
+def parse_dollars(text: str) -> int:
+    """``"12.50"`` -> 1250 cents. :raises AllowanceRefused: not an amount in dollars and cents."""
+    cleaned = text.strip().removeprefix("$").replace(",", "")
+    if not re.fullmatch(r"\d{1,7}(\.\d{1,2})?", cleaned):
+        raise credits.AllowanceRefused("Enter the cap in dollars, e.g. 10 or 12.50.")
+    dollars, _, cents = cleaned.partition(".")
+    return int(dollars) * 100 + int(cents.ljust(2, "0") or 0)
+
+
+# --- the extra-storage add-on (shown on the account dashboard) -------------------------------------
+
+
+@bp.get("/storage")
+@login_required
+def storage() -> Response:
+    """The storage meter with the add-ons: add now (prorated) or remove at period end."""
+    return render("studies/storage.html", "studies/_storage_addons.html", **_storage_context())
+
+
+def _storage_context(**extra: Any) -> dict[str, Any]:
+    entitlements = require_access(current_user.id)
+    return {
+        "meter": storage_meter(current_user.id, entitlements),
+        "offers": addons.offers(current_user.id),
+        **extra,
+    }
+
+
+@bp.post("/storage/<code>/add")
+@login_required
+def add_storage(code: str) -> Response:
+    """Add extra storage now; the rest of the period is charged at once."""
+    return _change_storage(lambda: addons.add_addon(current_user.id, code), "added")
+
+
+@bp.post("/storage/<code>/remove")
+@login_required
+def remove_storage(code: str) -> Response:
+    """Remove extra storage at the end of the period (refused while the studies would not fit)."""
+    return _change_storage(lambda: remove_storage_addon(current_user.id, code), "removed")
+
+
+def _change_storage(change: Callable[[], SubscriptionAddOn], done: str) -> Response:
+    try:
+        row = change()
+    except BillingError as exc:
+        if wants_partial():
+            context = _storage_context(error=str(exc))
+            return make_response(render_template("studies/_storage_addons.html", **context), 422)
+        flash(str(exc), "error")
+        return redirect_after_post(url_for("studies.storage"))
+    if done == "removed" and row.ends_at is not None:
+        message = f"{row.addon.name} ends on {row.ends_at:%-d %B %Y}; nothing more is charged for it."
+    else:
+        message = f"{row.addon.name} added: your quota is larger now."
+    if not wants_partial():
+        flash(message, "success")
+        return redirect_after_post(url_for("studies.storage"))
+    response = render("studies/storage.html", "studies/_storage_addons.html", **_storage_context())
+    response.headers["HX-Trigger"] = json.dumps(
+        {"toast": {"message": message, "category": "success"}, "storage-changed": True}
+    )
+    return response

@@ -10,11 +10,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user
 
 from dicomportal.extensions import limiter
-from dicomportal.studies import cache, images, render3d, tools
+from dicomportal.studies import cache, credits, images, render3d, shares, tools
 from dicomportal.studies.annotations import (
     AnnotationError,
     DatabaseNotes,
@@ -27,6 +36,7 @@ from dicomportal.studies.dicomio import DicomReadError
 from dicomportal.studies.images import ImageJob
 from dicomportal.studies.render import Plane, ViewError, geometry
 from dicomportal.studies.sources import (
+    LinkClosed,
     LoginRequired,
     NoViewerAccess,
     OpenedStudy,
@@ -37,7 +47,7 @@ from dicomportal.studies.sources import (
     series_volume,
 )
 from dicomportal.studies.viewer import PLANE_TOOL, SeriesView, ViewerPage, viewer_page
-from dicomportal.views._htmx import render
+from dicomportal.views._htmx import redirect_after_post, render
 
 bp = Blueprint("viewer", __name__, url_prefix="/viewer")
 YEAR = 365 * 24 * 3600
@@ -75,7 +85,9 @@ def _error(code: int, title: str, message: str) -> tuple[str, int]:
 
 
 @bp.errorhandler(StudyNotFound)
-def study_not_found(_e: Exception) -> tuple[str, int]:
+def study_not_found(e: Exception) -> tuple[str, int]:
+    if isinstance(e, LinkClosed):
+        return _error(404, "This link does not open", str(e))
     return _error(404, "Study not found", "We could not find that study.")
 
 
@@ -92,6 +104,12 @@ def no_access(e: Exception) -> tuple[str, int]:
 @bp.errorhandler(ToolNotInPlan)
 def tool_not_in_plan(e: Exception) -> tuple[str, int]:
     return _error(403, "Not included in your plan", str(e))
+
+
+@bp.errorhandler(credits.CreditsExhausted)
+@bp.errorhandler(credits.CreditsUnavailable)
+def no_credit(e: Exception) -> tuple[str, int]:
+    return _error(402, "No processing credit available", str(e))
 
 
 @bp.errorhandler(ViewError)
@@ -177,7 +195,49 @@ def page(key: str) -> str:
         mode=args.get("mode"),
         angle=args.get("angle"),
     )
-    return render_template("viewer/page.html", page=model)
+    if opened.share_id is not None:
+        shares.count_opening(opened.share_id)
+    built_3d = (
+        credits.has_spent(opened.stored_id, model.main.series.uid, credits.BUILD_3D)
+        if opened.stored_id is not None
+        else True
+    )
+    return render_template(
+        "viewer/page.html", page=model, credit_offer=_credit_offer(opened, model), built_3d=built_3d
+    )
+
+
+def _credit_offer(opened: OpenedStudy, model: ViewerPage) -> credits.CreditOffer | None:
+    """For the owner on their stored study: the 3D view's state and their credits."""
+    if opened.stored_id is None or opened.share_id is not None:
+        return None
+    return credits.offer_for(current_user.id, opened.stored_id, model.main.series.uid)
+
+
+def _require_built_3d(opened: OpenedStudy, series: str) -> None:
+    """A stored study's 3D view is shown once its owner has spent a credit building it."""
+    if opened.stored_id is not None and not credits.has_spent(opened.stored_id, series, credits.BUILD_3D):
+        raise ViewError(
+            "The 3D view of this series has not been built yet: its owner builds it with one credit."
+        )
+
+
+def _owner_spend(opened: OpenedStudy, action: str, series: str) -> None:
+    """Spend one of the owner's credits (never through a share link). :raises CreditsExhausted:"""
+    if opened.stored_id is None or opened.share_id is not None:
+        raise StudyNotFound("Credits are spent on your own stored studies.")
+    opened.study.series_info(series)
+    credits.spend_credit(current_user.id, action, opened.stored_id, series)
+
+
+@bp.post("/<key>/<series>/build-3d")
+def build_3d(key: str, series: str) -> Response:
+    """Spend one processing credit on the 3D view of a stored series, then show it."""
+    opened = _open(key, tools.VOLUME_3D)
+    if not credits.has_spent(opened.stored_id or 0, series, credits.BUILD_3D):
+        _owner_spend(opened, credits.BUILD_3D, series)
+        flash("The 3D view is built: 1 processing credit used.", "success")
+    return redirect_after_post(url_for("viewer.page", key=key, series=series, plane="3d"))
 
 
 @bp.get("/<key>/compare")
@@ -231,6 +291,7 @@ def slice_png(key: str, series: str, plane: str, index: int) -> Response:
 def frame_3d(key: str, series: str, mode: str, angle: int) -> Response:
     """One frame of the turning 3D view (``mip``, ``bone`` or ``skin``)."""
     opened = _open(key, tools.VOLUME_3D)
+    _require_built_3d(opened, series)
     return _send(images.frame_3d_job(opened.study, series, _mode(mode), angle), opened)
 
 
@@ -246,6 +307,7 @@ def _mode(name: str) -> render3d.Mode:
 def rotation(key: str, series: str, mode: str) -> Response:
     """A full turn of the 3D view as an animated PNG, to download."""
     opened = _open(key, tools.EXPORT)
+    _require_built_3d(opened, series)
     return _send(images.rotation_job(opened.study, series, _mode(mode)), opened)
 
 
@@ -271,12 +333,18 @@ def segmentation_png(key: str, series: str, plane: str, index: int) -> Response:
     return _send(images.segmentation_job(opened.study, series, chosen, index, window, threshold), opened)
 
 
-@bp.get("/<key>/<series>/surface.stl")
+@bp.route("/<key>/<series>/surface.stl", methods=["GET", "POST"])
 @limiter.limit(COSTLY)
 def surface_stl(key: str, series: str) -> Response:
-    """The thresholded surface (``?lo=&hi=``) as an STL file for 3D printing."""
+    """The thresholded surface (``lo``, ``hi``) as an STL file for 3D printing. On a stored study
+    each export is a POST that spends one processing credit (the button says so first)."""
     opened = _open(key, tools.SEGMENT)
-    threshold = images.parse_threshold(request.args.get("lo"), request.args.get("hi"))
+    values = request.form if request.method == "POST" else request.args
+    threshold = images.parse_threshold(values.get("lo"), values.get("hi"))
+    if opened.stored_id is not None:
+        if request.method != "POST":
+            raise ViewError("Each STL export of a stored study uses one credit: use the Export STL button.")
+        _owner_spend(opened, credits.EXPORT_STL, series)
     return _send(images.stl_job(opened.study, series, threshold), opened)
 
 

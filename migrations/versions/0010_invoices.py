@@ -1,7 +1,7 @@
 """invoices: credit notes, stored documents, refunded amounts
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0011
 Create Date: 2026-11-26 13:45:55.731836
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0010'
-down_revision = '0008'
+down_revision = '0011'  # re-chained after main's 0009 and 0011 (merged from main)
 branch_labels = None
 depends_on = None
 

@@ -379,7 +379,12 @@
   });
 
   form.querySelectorAll('input[name="plane"]').forEach(function (radio) {
-    radio.addEventListener("change", function () { if (radio.checked) setPlane(radio.value); });
+    radio.addEventListener("change", function () {
+      if (!radio.checked) return;
+      // A stored series whose 3D view is not built yet: the page says what building it costs.
+      if (radio.value === "3d" && root.hasAttribute("data-3d-unbuilt")) { form.submit(); return; }
+      setPlane(radio.value);
+    });
   });
 
   $("slice-range").addEventListener("input", function () { setIndex(main, Number(this.value)); });

@@ -21,6 +21,7 @@ START = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
 @pytest.fixture
 def clean_registries() -> Iterator[None]:
     sources, purgers = dict(extras._SOURCES), dict(retention._PURGERS)
+    extras._SOURCES.clear(), retention._PURGERS.clear()  # only the test's own (the domains' are tested there)
     yield
     extras._SOURCES.clear(), extras._SOURCES.update(sources)
     retention._PURGERS.clear(), retention._PURGERS.update(purgers)

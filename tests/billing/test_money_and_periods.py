@@ -39,10 +39,11 @@ def test_tax_rounds_half_up_to_the_cent(amount: int, rate: int, expected: int) -
     assert apply_rate(amount, rate) == expected
 
 
-def test_proration_is_exact_in_cents() -> None:
+def test_proration_rounds_each_share_down_to_the_cent() -> None:
     assert prorate(2900, 15, 30) == 1450
     assert prorate(1000, 1, 3) == 333
-    assert prorate(1000, 2, 3) == 667
+    assert prorate(1000, 2, 3) == 666  # down, never half up: a credit never exceeds the exact share
+    assert prorate(1000, 1, 3) + prorate(1000, 2, 3) <= 1000
     start, end = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 31, tzinfo=UTC)
     assert unused_share(3000, start, end, datetime(2026, 1, 16, tzinfo=UTC)) == 1500
     assert unused_share(3000, start, end, end) == 0
