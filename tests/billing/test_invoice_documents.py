@@ -16,7 +16,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from lxml import etree
 
-from dicomportal.billing import refunds
+from dicomportal.billing import changes, refunds
+from dicomportal.billing.invoicing import invoices_for
 from dicomportal.billing.profiles import BillingDetails, save_billing_details
 from dicomportal.billing.summary import first_invoice
 from dicomportal.billing.tax import tax_for
@@ -26,6 +27,7 @@ from dicomportal.models import BillingProfile, Invoice, Subscription, User
 from tests.documents.test_facturx import business_rule_errors
 from tests.helpers.auth import AuthActions
 from tests.helpers.pdf import pdf_text
+from tests.helpers.stripe import price_id
 
 PASSWORD = "correct horse battery"
 
@@ -258,3 +260,30 @@ def test_a_country_not_in_the_rates_pays_the_default_rate(
     profile = BillingProfile(country=country, tax_id=tax_id)
 
     assert tax_for(profile, config).rate_bp == rate
+
+
+def test_an_upgrade_invoice_prints_the_credit_and_the_charge_and_passes_factur_x(
+    app: Flask,
+    client: FlaskClient,
+    auth: AuthActions,
+    make_customer: Callable[..., User],
+    subscribe: Callable[..., Subscription],
+    tmp_path: Path,
+) -> None:
+    user = make_customer(country="FR", tax_id="FR40303265045")
+    subscription = subscribe(user, "patient")
+    preview = changes.preview(user.id, subscription.id, price_id("md"))
+    changes.change_plan(user.id, subscription.id, price_id("md"), preview.charge.total_cents)
+    upgrade = max(invoices_for(user.id), key=lambda i: i.id)
+    auth.login(user.email, PASSWORD)
+
+    response = download(client, upgrade)
+
+    text = pdf_text(response.data)
+    credit, charge = (line.amount_cents for line in upgrade.lines)
+    assert credit < 0 < charge
+    assert f"-{usd(-credit)}" in text and usd(charge) in text and "Plan change" in text
+    assert f"Reverse charge 0% {usd(upgrade.subtotal_cents)} $0.00" in text and REVERSE_CHARGE_MENTION in text
+    _, xml = facturx.get_xml_from_pdf(response.data, check_xsd=False)
+    assert facturx.xml_check_xsd(xml, flavor="factur-x", level="en16931") is True
+    assert business_rule_errors(etree.fromstring(xml), tmp_path) == []
