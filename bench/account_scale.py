@@ -37,9 +37,9 @@ def database(kind: str, invoices: int) -> str:
     return new_postgres_database(f"bench_account_{invoices}")
 
 
-def seed(invoices: int) -> None:
-    """A monthly Professional customer with ``invoices`` paid invoices, one a month back from now,
-    plus 200 other customers' invoices so the table is not only theirs."""
+def seed(invoices: int, spacing: dt.timedelta = dt.timedelta(days=30)) -> None:
+    """A monthly Professional customer with ``invoices`` paid invoices, one every ``spacing`` (a
+    month) back from now, plus 200 other customers' invoices so the table is not only theirs."""
     from flask_migrate import upgrade
     from sqlalchemy import insert, select
 
@@ -94,7 +94,7 @@ def seed(invoices: int) -> None:
     rows = []
     for owner, count in ((user.id, invoices), (other.id, 200)):
         for n in range(count):
-            moment = now - dt.timedelta(days=30 * (n + 1))
+            moment = now - spacing * (n + 1)
             rows.append(
                 dict(
                     number=f"DP-{owner}-{n:07d}",

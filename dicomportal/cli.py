@@ -172,6 +172,42 @@ def worker_command(interval: float) -> None:
         click.echo("worker stopped")
 
 
+@click.command("refund")
+@click.argument("invoice")
+@click.option(
+    "--amount", type=click.IntRange(min=1), default=None, help="Cents to refund  [default: all that remains]"
+)
+@click.option("--reason", required=True, help="Why: printed on the credit note and kept in the audit log.")
+@click.option("--by", "staff_email", default=None, help="The support or admin account doing it (audit log).")
+@with_appcontext
+def refund_command(invoice: str, amount: int | None, reason: str, staff_email: str | None) -> None:
+    """Refund a paid invoice (by number, e.g. DP-2026-000001) in full or in part, with a credit note."""
+    from flask import current_app
+
+    from dicomportal.billing import refunds
+    from dicomportal.billing.errors import BillingError
+    from dicomportal.billing.money import format_money
+    from dicomportal.documents import jinja_renderer
+    from dicomportal.documents.stored import credit_note_pdf
+    from dicomportal.mail import deliver_pending
+
+    try:
+        actor = refunds.find_staff(staff_email) if staff_email else None
+        note = refunds.refund_invoice(refunds.find_invoice(invoice).id, amount, reason, actor_id=actor)
+    except BillingError as exc:
+        raise click.ClickException(str(exc)) from exc
+    credit_note_pdf(note, current_app.config, jinja_renderer(current_app.jinja_env))
+    deliver_pending()  # the customer's email about the refund (the worker would send it otherwise)
+    refunded = note.invoice
+    click.echo(
+        f"credit note {note.number}: {format_money(note.total_cents, note.currency)} refunded "
+        f"(Stripe refund {note.stripe_refund_id})"
+    )
+    left = format_money(refunded.refundable_cents, refunded.currency)
+    state = "refunded in full" if refunded.refundable_cents == 0 else f"{left} left to refund"
+    click.echo(f"invoice {refunded.number}: {state}")
+
+
 @click.command("restore")
 @click.argument("email")
 @click.option("--by", "staff_email", default=None, help="The staff member restoring (for the audit log).")
@@ -200,7 +236,14 @@ def restore_command(email: str, staff_email: str | None) -> None:
 
 def register(app: Flask) -> None:
     """Attach our commands to the app's CLI."""
-    for command in (seed_command, create_user_command, tick_command, worker_command, restore_command):
+    for command in (
+        seed_command,
+        create_user_command,
+        tick_command,
+        worker_command,
+        restore_command,
+        refund_command,
+    ):
         app.cli.add_command(command)
 
 

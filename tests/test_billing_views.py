@@ -465,7 +465,7 @@ def test_dashboard_lists_the_five_latest_invoices(app: Flask, client: FlaskClien
 
     invoices = sorted(invoices_for(user.id), key=lambda i: i.id)
     assert len(invoices) == 7
-    shown = re.findall(r'<th scope="row" class="inv-number">(DP-[\d-]+)</th>', markup)
+    shown = re.findall(r'<th scope="row" class="inv-number"><a [^>]*>(DP-[\d-]+)</a></th>', markup)
     assert shown == [i.number for i in reversed(invoices)][:5]
 
 

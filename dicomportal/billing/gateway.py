@@ -291,3 +291,46 @@ def find_setup_intent(setup_intent_id: str) -> SetupIntentInfo | None:
 
     intent = _call(retrieve_or_none)
     return None if intent is None else _setup_info(intent)
+
+
+@dataclass(frozen=True)
+class RefundInfo:
+    id: str
+    status: str  # "succeeded", "pending", "failed", "canceled"
+    amount: int
+
+
+def create_refund(intent_id: str, amount: int, metadata: dict[str, str], idempotency_key: str) -> RefundInfo:
+    """Refund ``amount`` cents of a succeeded PaymentIntent back to the card it was paid with.
+
+    :raises PaymentRejected: Stripe refused (e.g. more than what is left of the charge).
+    """
+    params = {"payment_intent": intent_id, "amount": amount, "metadata": metadata}
+    refund = _call(client().v1.refunds.create, params=params, options={"idempotency_key": idempotency_key})
+    return _refund_info(refund)
+
+
+def find_refund(intent_id: str, metadata: dict[str, str]) -> RefundInfo | None:
+    """The refund of ``intent_id`` carrying ``metadata`` (one we asked for before an interruption)."""
+    pages = _call(client().v1.refunds.list, params={"payment_intent": intent_id, "limit": 100})
+    for refund in pages.auto_paging_iter():
+        found = refund.to_dict().get("metadata") or {}
+        if all(str(found.get(k)) == v for k, v in metadata.items()):
+            return _refund_info(refund)
+    return None
+
+
+def _refund_info(refund: Any) -> RefundInfo:
+    data = refund.to_dict()
+    return RefundInfo(
+        id=data["id"], status=str(data.get("status") or "succeeded"), amount=int(data["amount"])
+    )
+
+
+def detach_card(payment_method_id: str) -> None:
+    """Remove a saved card from its customer at Stripe; one already gone is the outcome we wanted."""
+    try:
+        _call(client().v1.payment_methods.detach, payment_method_id)
+    except PaymentRejected as exc:
+        if not exc.not_found:
+            raise

@@ -122,7 +122,12 @@ def _snapshot_billing_details(invoice: Invoice, user: User, profile: BillingProf
 
 def next_invoice_number(now: datetime) -> str:
     """Take the next number of this year's series, e.g. ``DP-2026-000042``."""
-    prefix = f"DP-{now.year}-"
+    return next_number(f"DP-{now.year}-")
+
+
+def next_number(prefix: str) -> str:
+    """Take the next number of the series ``prefix`` (invoices ``DP-2026-``, credit notes
+    ``CN-2026-``) under the series row's lock: unique and gapless once the caller commits."""
     taken = db.session.scalar(
         update(InvoiceNumberSeries)
         .where(InvoiceNumberSeries.prefix == prefix)

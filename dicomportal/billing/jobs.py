@@ -28,7 +28,7 @@ from flask import current_app
 from sqlalchemy import and_, exists, or_, select, update
 
 from dicomportal import clock, jobs
-from dicomportal.billing import collection, pause, retention, subscriptions
+from dicomportal.billing import collection, pause, refunds, retention, subscriptions
 from dicomportal.billing.errors import ChargeInProgress, GatewayUnavailable, RateLimited
 from dicomportal.extensions import db
 from dicomportal.models import (
@@ -282,6 +282,16 @@ def reconcile_payments() -> Counter[str]:
 
         run.each(pending, hand_over, "payment", settles=False)
     return run.counts
+
+
+@jobs.job("finish_pending_refunds", order=15)
+def finish_pending_refunds() -> Counter[str]:
+    """Finish refunds whose answer from Stripe was lost (a crash or an outage while refunding)."""
+    try:
+        return refunds.finish_pending()
+    except GatewayUnavailable:
+        db.session.rollback()
+        return Counter(deferred=1)
 
 
 @jobs.job("resume_paused_subscriptions", order=22)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dicomportal.billing.money import format_money
 from dicomportal.mail import absolute_url, queue_email
-from dicomportal.models import BillingReason, Invoice, Payment, Subscription
+from dicomportal.models import BillingReason, CreditNote, Invoice, Payment, Subscription
 
 
 def invoice_paid(invoice: Invoice) -> None:
@@ -115,4 +115,19 @@ def pause_ending(subscription: Subscription) -> None:
         "Your DICOM Portal pause ends in 7 days",
         "billing_pause_ending",
         amount=format_money(subscription.price.amount_cents, subscription.price.currency),
+    )
+
+
+def refund_issued(note: CreditNote) -> None:
+    """A refund went back to the customer's card: how much, for which invoice, and its credit note."""
+    invoice = note.invoice
+    queue_email(
+        invoice.user.email,
+        f"Refund of {format_money(note.total_cents, note.currency)} for invoice {invoice.number}",
+        "billing_refund",
+        user_id=note.user_id,
+        note=note,
+        invoice=invoice,
+        amount=format_money(note.total_cents, note.currency),
+        invoices_url=absolute_url("/billing/invoices"),
     )

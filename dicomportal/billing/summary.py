@@ -46,6 +46,11 @@ class Charge:
     tax_rate_bp: int
     currency: str
     on: datetime | None = None
+    tax_note: str | None = None  # the reverse-charge mention, when it applies
+
+    @property
+    def reverse_charge(self) -> bool:
+        return self.tax_note is not None
 
     @property
     def total_cents(self) -> int:
@@ -69,7 +74,12 @@ def price_charge(price: Price, profile: BillingProfile | None, on: datetime | No
     """What one period of ``price`` costs this customer, tax included (the invoicing rule)."""
     tax = tax_for(profile, current_app.config)
     return Charge(
-        price.amount_cents, apply_rate(price.amount_cents, tax.rate_bp), tax.rate_bp, price.currency, on
+        price.amount_cents,
+        apply_rate(price.amount_cents, tax.rate_bp),
+        tax.rate_bp,
+        price.currency,
+        on,
+        tax.note,
     )
 
 

@@ -17,6 +17,8 @@ from dicomportal.models.billing import (
     SubscriptionStatus,
 )
 from dicomportal.models.catalog import AddOn, CatalogRevision, Interval, OverageRate, Plan, Price
+from dicomportal.models.credit import CreditNote, CreditNoteStatus
+from dicomportal.models.documents import StoredDocument
 from dicomportal.models.ops import AuditLog, EmailOutbox, JobItemFailure
 from dicomportal.models.studies import Instance, Series, Study, StudyStatus
 from dicomportal.models.studies_plus import (
@@ -39,6 +41,8 @@ __all__ = [
     "CatalogRevision",
     "CreditEntry",
     "CreditKind",
+    "CreditNote",
+    "CreditNoteStatus",
     "EmailOutbox",
     "Instance",
     "Interval",
@@ -59,6 +63,7 @@ __all__ = [
     "Role",
     "Series",
     "ShareLink",
+    "StoredDocument",
     "StripeEvent",
     "Study",
     "StudyStatus",

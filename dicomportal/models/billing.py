@@ -144,6 +144,7 @@ class InvoiceStatus(enum.StrEnum):
     PAID = "paid"
     VOID = "void"
     UNCOLLECTIBLE = "uncollectible"
+    REFUNDED = "refunded"  # paid, then refunded in full (credit notes say how)
 
 
 class BillingReason(enum.StrEnum):
@@ -165,6 +166,8 @@ class Invoice(db.Model):  # type: ignore[name-defined,misc]
         Index("ix_invoices_subscription_status", "subscription_id", "status"),
         # A customer's invoices newest first (the dashboard's five, the history's pages).
         Index("ix_invoices_user_finalized", "user_id", "finalized_at", "id"),
+        # The invoice history filtered by status, newest first, a page at a time.
+        Index("ix_invoices_user_status_finalized", "user_id", "status", "finalized_at", "id"),
         # Open invoices: what a customer owes, and dunning's next retries.
         Index(
             "ix_invoices_open_user",
@@ -192,6 +195,8 @@ class Invoice(db.Model):  # type: ignore[name-defined,misc]
     tax_cents: Mapped[int] = mapped_column(Integer, default=0)
     total_cents: Mapped[int] = mapped_column(Integer, default=0)
     amount_paid_cents: Mapped[int] = mapped_column(Integer, default=0)
+    # Refunded so far (credit notes issued or under way); never more than amount_paid_cents.
+    amount_refunded_cents: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     tax_rate_bp: Mapped[int] = mapped_column(Integer, default=0)  # basis points: 1900 = 19%
     tax_note: Mapped[str | None] = mapped_column(String(300))
     period_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -221,6 +226,19 @@ class Invoice(db.Model):  # type: ignore[name-defined,misc]
     @property
     def amount_due_cents(self) -> int:
         return self.total_cents - self.amount_paid_cents
+
+    @property
+    def refundable_cents(self) -> int:
+        """What may still be refunded: paid and not refunded yet."""
+        return self.amount_paid_cents - self.amount_refunded_cents
+
+    @property
+    def is_partially_refunded(self) -> bool:
+        return self.status == InvoiceStatus.PAID and self.amount_refunded_cents > 0
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == InvoiceStatus.OPEN
 
 
 class LineKind(enum.StrEnum):

@@ -12,7 +12,7 @@ from wtforms.validators import InputRequired, Length, Optional, Regexp, Validati
 
 from dicomportal.billing import profiles
 from dicomportal.billing.profiles import BillingDetails
-from dicomportal.billing.tax import eu_vat_number, is_eu_country
+from dicomportal.billing.tax import normalized_tax_id
 from dicomportal.models.types import MAX_ID
 
 
@@ -67,7 +67,10 @@ class BillingDetailsForm(FlaskForm):
     tax_id = StringField(
         "VAT or tax ID (optional)",
         validators=[Optional(), Length(max=50)],
-        description="For businesses: printed on your invoices. EU VAT numbers are checked.",
+        description=(
+            "For businesses: printed on your invoices. EU, UK, Swiss, US, Canadian and Australian "
+            "numbers are checked."
+        ),
         render_kw={"spellcheck": "false"},
     )
 
@@ -93,9 +96,9 @@ class BillingDetailsForm(FlaskForm):
 
     def validate_tax_id(self, field: Field) -> None:
         field.data = (field.data or "").strip()
-        if field.data and is_eu_country(self.country.data or ""):
+        if field.data and self.country.data:
             try:
-                field.data = eu_vat_number(self.country.data, field.data)
+                field.data = normalized_tax_id(self.country.data, field.data)
             except ValueError as exc:
                 raise ValidationError(str(exc)) from exc
 

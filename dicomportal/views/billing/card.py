@@ -1,30 +1,26 @@
-"""The customer's billing: the card renewals are charged to, and "update card and pay now" (the
-link in dunning emails). Invoices, payment methods and billing details come next."""
+"""The card renewals are charged to, and "update card and pay now" (the link in dunning emails)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, flash, url_for
+from flask import Response, flash, url_for
 from flask_login import current_user, login_required
 
 from dicomportal.billing import collection, subscriptions
-from dicomportal.billing.errors import BillingError, GatewayUnavailable
+from dicomportal.billing.errors import BillingError
 from dicomportal.billing.money import format_money
 from dicomportal.billing.summary import amount_due_cents
 from dicomportal.mail import deliver_pending
 from dicomportal.models import Payment, PaymentStatus
+from dicomportal.views.billing import bp
 from dicomportal.views.forms.billing import CardSetupForm
 from dicomportal.views.payments import (
     NOT_CONFIRMED,
     card_page,
     failed_on_card_page,
     see_other,
-    service_unavailable,
     show_on_card_page,
     thank_you,
 )
-
-bp = Blueprint("billing", __name__, url_prefix="/billing")
-bp.register_error_handler(GatewayUnavailable, service_unavailable)
 
 # --- update card and pay now (the link in dunning emails) --------------------------------------
 
