@@ -1,7 +1,7 @@
 """studies plus: share links, credit ledger, overage allowance, subscription add-ons
 
-Revision ID: 0011
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-11-26 13:46:10.265718
 
 """
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0011'
-down_revision = "0009"
+revision = '0010'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 

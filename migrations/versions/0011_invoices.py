@@ -1,7 +1,7 @@
 """invoices: credit notes, stored documents, refunded amounts
 
-Revision ID: 0010
-Revises: 0011
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-11-26 13:45:55.731836
 
 """
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0010'
-down_revision = '0011'  # re-chained after main's 0009 and 0011 (merged from main)
+revision = '0011'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
