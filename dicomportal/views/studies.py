@@ -25,6 +25,7 @@ from werkzeug.exceptions import NotFound, RequestEntityTooLarge
 from dicomportal import clock
 from dicomportal.billing import addons
 from dicomportal.billing.errors import BillingError
+from dicomportal.billing.money import format_day
 from dicomportal.extensions import csrf
 from dicomportal.models import SubscriptionAddOn
 from dicomportal.studies import credits
@@ -327,7 +328,7 @@ def _change_storage(change: Callable[[], SubscriptionAddOn], done: str) -> Respo
         flash(str(exc), "error")
         return redirect_after_post(url_for("studies.storage"))
     if done == "removed" and row.ends_at is not None:
-        message = f"{row.addon.name} ends on {row.ends_at:%-d %B %Y}; nothing more is charged for it."
+        message = f"{row.addon.name} ends on {format_day(row.ends_at)}; nothing more is charged for it."
     else:
         message = f"{row.addon.name} added: your quota is larger now."
     if not wants_partial():

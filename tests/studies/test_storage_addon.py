@@ -88,7 +88,7 @@ def test_removed_it_lasts_to_the_period_end_and_is_not_billed_again(
         removed = client.post(REMOVE)
         assert removed.status_code == 303
         page = client.get("/studies/storage").get_data(as_text=True)
-        assert f"Removed: it ends on {PERIOD_END:%-d %B %Y}" in page
+        assert f"Removed: it ends on {PERIOD_END:%B} {PERIOD_END.day}, {PERIOD_END.year}" in page
         assert storage_quota_bytes(user.id) == 105 * GB  # until the period ends
     with time_machine.travel(PERIOD_END + timedelta(hours=1), tick=False):
         jobs.run_once()
