@@ -271,3 +271,11 @@ def _note_of_dict(d: dict[str, Any]) -> Note:
 def marks_on(notes: list[Note], plane: Plane, slice_index: int) -> tuple[Mark, ...]:
     """The notes drawn on one slice (for the export)."""
     return tuple(n.mark() for n in notes if n.plane is plane and n.slice_index == slice_index)
+
+
+def delete_annotations_of_user(user_id: int) -> int:
+    """Delete every measurement and note the customer kept in the viewer (the purge after the
+    restore window); returns how many were deleted."""
+    result = db.session.execute(delete(Annotation).where(Annotation.user_id == user_id))
+    db.session.commit()
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -22,6 +22,7 @@ from dicomportal.billing import addons, extras, retention
 from dicomportal.extensions import db
 from dicomportal.models import Study, StudyStatus
 from dicomportal.studies import credits, shares
+from dicomportal.studies.annotations import delete_annotations_of_user
 from dicomportal.studies.ingest import STALE_AFTER, remove_failed_study
 from dicomportal.studies.library import purge_user_data, remove_deleted_study_files, store_of
 from dicomportal.studies.store import StoreError
@@ -75,13 +76,21 @@ def _each(condition: ColumnElement[bool], clean: Callable[[Study], object], done
 
 def purge_studies(user_id: int) -> dict[str, int]:
     """The studies domain's purger (billing calls it after the restore window): every study's files
-    on local disk or in Orthanc, then the share links. Idempotent; raises only if it could not finish
-    (files the store could not delete now), so billing retries the purge."""
+    on local disk or in Orthanc, then the share links and the measurements and notes kept in the
+    viewer. Idempotent; raises only if it could not finish (files the store could not delete now),
+    so billing retries the purge."""
     counts = purge_user_data(user_id)
     links = shares.delete_shares_of_user(user_id)
+    notes = delete_annotations_of_user(user_id)
     if counts.left_for_sweep:
         raise StoreError(f"{counts.left_for_sweep} studies of customer {user_id} could not be deleted yet")
-    return {"studies": counts.studies, "files": counts.files, "bytes": counts.bytes, "share_links": links}
+    return {
+        "studies": counts.studies,
+        "files": counts.files,
+        "bytes": counts.bytes,
+        "share_links": links,
+        "viewer_notes": notes,
+    }
 
 
 # The studies domain's seams into billing: the purge after the restore window, and the renewal

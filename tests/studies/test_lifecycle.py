@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from dicomportal.billing import cancellation, retention
 from dicomportal.billing.subscriptions import live_subscription
 from dicomportal.extensions import db
-from dicomportal.models import ShareLink, Subscription, SubscriptionStatus, User
+from dicomportal.models import Annotation, AnnotationKind, ShareLink, Subscription, SubscriptionStatus, User
 from tests.helpers.dicom_data import ct_series
 from tests.helpers.studies import Backend
 from tests.studies.test_upload import upload, visible_studies
@@ -59,17 +59,31 @@ def test_ended_closes_the_studies_and_a_restore_in_the_window_finds_everything_i
 def test_the_purge_after_the_window_deletes_files_and_links_and_is_idempotent(
     backend: Backend, app: Flask, client: FlaskClient, customer: User
 ) -> None:
-    _study_id, link = _study_with_link(client, customer)
+    study_id, link = _study_with_link(client, customer)
     size = visible_studies(customer)[0].size_bytes
+    db.session.add(  # a measurement the customer kept in the viewer
+        Annotation(
+            user_id=customer.id,
+            study_key=f"s{study_id}",
+            series_uid="2.25.1",
+            plane="axial",
+            slice_index=0,
+            kind=AnnotationKind.TEXT,
+            points=[[10, 10]],
+            text="check this",
+        )
+    )
+    db.session.commit()
     _end(customer)
 
     first = retention.purge_customer_data(customer.id)
     again = retention.purge_customer_data(customer.id)
 
-    assert first["studies"] == {"studies": 1, "files": 4, "bytes": size, "share_links": 1}
-    assert again["studies"] == {"studies": 0, "files": 0, "bytes": 0, "share_links": 0}
+    assert first["studies"] == {"studies": 1, "files": 4, "bytes": size, "share_links": 1, "viewer_notes": 1}
+    assert again["studies"] == {"studies": 0, "files": 0, "bytes": 0, "share_links": 0, "viewer_notes": 0}
     assert backend.stored_files() == []
     assert db.session.scalars(db.select(ShareLink)).all() == []
+    assert db.session.scalars(db.select(Annotation)).all() == []
     assert app.test_client().get(link).status_code == 404
 
 
