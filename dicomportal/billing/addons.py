@@ -224,17 +224,20 @@ def renewal_lines(subscription: Subscription, start: datetime, end: datetime) ->
             addon = catalog_addon(row.addon.code, subscription)  # today's price for this interval
         except AddOnRefused:
             addon = row.addon  # no longer on sale: it renews at the price it was bought at
-        every = "month" if addon.interval.value == "month" else "year"
-        lines.append(
-            LineSpec(
-                kind=LineKind.ADDON,
-                description=f"{addon.name}, billed every {every}",
-                amount_cents=addon.amount_cents,
-                period_start=new_start,
-                period_end=new_end,
-            )
-        )
+        lines.append(_addon_line(addon, new_start, new_end))
     return lines
+
+
+def _addon_line(addon: AddOn, start: datetime, end: datetime) -> LineSpec:
+    """The invoice line of one period of ``addon``."""
+    every = "month" if addon.interval.value == "month" else "year"
+    return LineSpec(
+        LineKind.ADDON,
+        f"{addon.name}, billed every {every}",
+        addon.amount_cents,
+        period_start=start,
+        period_end=end,
+    )
 
 
 def restart_lines(
@@ -254,20 +257,13 @@ def restart_lines(
             addon = catalog_addon(paid.code, subscription, interval)
         except AddOnRefused:
             continue  # not sold on that interval: it keeps running and renews as it is
-        every = "month" if interval.value == "month" else "year"
         lines += [
             LineSpec(
                 LineKind.CREDIT,
                 f"Unused time on {paid.name}",
                 -unused_share(paid.amount_cents, start, end, at),
             ),
-            LineSpec(
-                LineKind.ADDON,
-                f"{addon.name}, billed every {every}",
-                addon.amount_cents,
-                period_start=at,
-                period_end=new_end,
-            ),
+            _addon_line(addon, at, new_end),
         ]
     return lines
 

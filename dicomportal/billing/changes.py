@@ -17,8 +17,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from flask import current_app
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm.exc import StaleDataError
 
 from dicomportal import clock
 from dicomportal.billing import addons, audit, catalog, collection, subscriptions
@@ -179,8 +177,8 @@ def change_plan(user_id: int, subscription_id: int, price_id: int, seen_total_ce
     :raises PlanNotAvailable: the price is not on sale.
     :raises PreviewOutdated: the amount now differs from ``seen_total_cents``.
     """
-    subscription = subscriptions.lock_own_subscription(user_id, subscription_id)
-    try:
+
+    def apply(subscription: Subscription) -> tuple[Quote, int | None]:
         change = quote(subscription, subscriptions.sellable_price(price_id))
         if (
             change.effective_now
@@ -188,18 +186,14 @@ def change_plan(user_id: int, subscription_id: int, price_id: int, seen_total_ce
             and seen_total_cents != change.charge.total_cents
         ):
             raise PreviewOutdated("The amount has changed since you saw it. Please check the new preview.")
-        payment = None
         if change.effective_now:
-            payment = _apply_now(subscription, change)
-        else:
-            _schedule(subscription, change)
-        db.session.commit()
-    except (StaleDataError, IntegrityError) as exc:
-        db.session.rollback()
-        raise PlanChangeNotAllowed("That change has already been made.") from exc
-    except Exception:
-        db.session.rollback()
-        raise
+            return change, _apply_now(subscription, change)
+        _schedule(subscription, change)
+        return change, None
+
+    change, payment = subscriptions.act_on_own(
+        user_id, subscription_id, apply, already="That change has already been made."
+    )
     if payment is None:
         return change
     charged = subscriptions.collect(payment)

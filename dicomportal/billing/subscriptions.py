@@ -91,7 +91,12 @@ def lock_own_subscription(user_id: int, subscription_id: int) -> Subscription:
     return db.session.scalars(query).one()
 
 
-def act_on_own(user_id: int, subscription_id: int, action: Callable[[Subscription], T]) -> T:
+def act_on_own(
+    user_id: int,
+    subscription_id: int,
+    action: Callable[[Subscription], T],
+    already: str = "That was already done.",
+) -> T:
     """Run ``action`` on the customer's locked subscription and commit; on any error nothing is
     changed (domain errors reach the caller to be shown).
 
@@ -103,7 +108,7 @@ def act_on_own(user_id: int, subscription_id: int, action: Callable[[Subscriptio
         db.session.commit()
     except (StaleDataError, IntegrityError) as exc:
         db.session.rollback()
-        raise PlanChangeNotAllowed("That was already done.") from exc
+        raise PlanChangeNotAllowed(already) from exc
     except BaseException:
         db.session.rollback()
         raise
