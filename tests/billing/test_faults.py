@@ -17,7 +17,7 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from dicomportal import jobs
-from dicomportal.billing import collection, gateway, subscriptions
+from dicomportal.billing import changes, collection, gateway, subscriptions
 from dicomportal.billing import jobs as billing_jobs
 from dicomportal.billing.invoicing import invoices_for
 from dicomportal.extensions import db
@@ -33,7 +33,7 @@ from dicomportal.models import (
 )
 from tests.billing.test_renewals import switch_card
 from tests.helpers.mail import SmtpSink
-from tests.helpers.stripe import DECLINED_AT_CHARGE, GOOD_CARD, intents_of, stripe_client
+from tests.helpers.stripe import DECLINED_AT_CHARGE, GOOD_CARD, intents_of, price_id, stripe_client
 
 START = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
 RENEWAL = START + relativedelta(months=1) + timedelta(hours=1)
@@ -304,3 +304,40 @@ def _count(output: str, job: str, outcome: str) -> int:
     (line,) = [line for line in output.splitlines() if line.strip().startswith(f"{job}:")]
     counts = dict(part.split("=") for part in line.split(":", 1)[1].split() if "=" in part)
     return int(counts.get(outcome, 0))
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_crash_at_any_step_of_an_upgrade_leaves_it_charged_once_by_the_next_passes(
+    app: Flask,
+    make_customer: Callable[..., User],
+    subscribe: Callable[..., Subscription],
+    monkeypatch: pytest.MonkeyPatch,
+    step: str,
+) -> None:
+    """A confirmed upgrade takes the same charging path as a renewal: killed at any step, the change
+    is either not made at all or made with its invoice paid exactly once by the worker."""
+    with time_machine.travel(START, tick=False):
+        user = make_customer()
+        sub = subscribe(user, "patient")
+        target = price_id("md")
+        seen = changes.preview(user.id, sub.id, target).charge.total_cents
+        crash_at(monkeypatch, step)
+        with pytest.raises(SimulatedCrash):
+            changes.change_plan(user.id, sub.id, target, seen)
+        db.session.rollback()
+        monkeypatch.undo()
+
+    for later in (timedelta(minutes=5), billing_jobs.CLAIM_FOR + timedelta(minutes=1)):
+        tick(START + later)
+
+    invoices = sorted(invoices_for(user.id), key=lambda i: i.id)
+    upgraded = subscriptions.live_subscription(user.id)
+    assert upgraded is not None
+    if step == "after_the_invoice":  # died before its transaction committed: nothing changed
+        assert len(invoices) == 1 and upgraded.price.plan.code == "patient"
+        return
+    assert len(invoices) == 2 and upgraded.price.plan.code == "md"
+    assert invoices[1].status == InvoiceStatus.PAID and invoices[1].total_cents == seen
+    succeeded = [i for i in intents_of(app, user) if i.status == "succeeded"]
+    assert sorted(int(i.metadata["invoice_id"]) for i in succeeded) == [invoices[0].id, invoices[1].id]
+    assert db.session.scalar(select(func.count()).where(Payment.status == PaymentStatus.PENDING)) == 0
