@@ -162,7 +162,7 @@ def add_addon(user_id: int, code: str) -> SubscriptionAddOn:
     audit.record("addon.added", user_id, subscription, addon=code, invoice_cents=invoice.total_cents)
     db.session.commit()
     if payment is not None:
-        collect(payment.id)
+        collect(payment.id, customer_present=True)  # the customer is adding it on our page
     return row
 
 

@@ -134,6 +134,6 @@ def restore(email: str, actor_id: int | None = None) -> Subscription:
             "This customer has subscribed again; there is nothing to restore."
         ) from exc
     if payment_id is not None:
-        subscriptions.collect(payment_id)
+        subscriptions.collect(payment_id, customer_present=False)  # support restores: merchant-initiated
     db.session.refresh(subscription)
     return subscription

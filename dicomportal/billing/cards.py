@@ -10,6 +10,7 @@ from sqlalchemy import CursorResult, select, update
 from dicomportal import clock
 from dicomportal.billing import audit, gateway
 from dicomportal.billing.errors import PaymentSetupFailed
+from dicomportal.billing.installation import idempotency_key
 from dicomportal.extensions import db
 from dicomportal.models import PaymentMethod, User
 
@@ -21,12 +22,15 @@ SETUP_REUSE_WINDOW = timedelta(days=1)
 def ensure_customer(user: User) -> str:
     """The user's Stripe Customer id, created on first need (committed).
 
-    Two requests racing here both create a Customer; the conditional update keeps the first one
-    and the loser's Customer is never used.
+    Every attempt for this user sends the same Idempotency-Key, so an answer lost on the way back
+    (a timeout, a crash) is answered again with the same Customer: never a second one. Two requests
+    racing here get the same Customer too (or, while the first is in flight, a "try again").
     """
     if user.stripe_customer_id:
         return user.stripe_customer_id
-    customer_id = gateway.create_customer(user.email, user.name, user.id)
+    customer_id = gateway.create_customer(
+        user.email, user.name, user.id, idempotency_key=idempotency_key("customer", user.id)
+    )
     result = db.session.execute(
         update(User)
         .where(User.id == user.id, User.stripe_customer_id.is_(None))
@@ -49,7 +53,10 @@ def start_card_setup(user: User) -> gateway.SetupIntentInfo:
     reusable = _open_setup_intent(user, customer_id)
     if reusable is not None:
         return reusable
-    setup = gateway.create_setup_intent(customer_id)
+    # One key per SetupIntent the customer is offered: a lost answer is answered again with the
+    # same SetupIntent; the next one follows a different previous id, so gets a different key.
+    key = idempotency_key("setup-intent", user.id, "after", user.card_setup_intent_id or "none")
+    setup = gateway.create_setup_intent(customer_id, idempotency_key=key)
     user.card_setup_intent_id, user.card_setup_started_at = setup.id, clock.now()
     db.session.commit()
     return setup

@@ -196,7 +196,7 @@ def change_plan(user_id: int, subscription_id: int, price_id: int, seen_total_ce
     )
     if payment is None:
         return change
-    charged = subscriptions.collect(payment)
+    charged = subscriptions.collect(payment, customer_present=True)
     return replace(change, payment_status=charged.status if charged is not None else None)
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import joinedload
 from dicomportal import clock
 from dicomportal.billing import gateway, outcomes
 from dicomportal.billing.errors import ChargeInProgress, PaymentRejected
+from dicomportal.billing.installation import idempotency_key
 from dicomportal.extensions import db
 from dicomportal.models import (
     IN_FLIGHT,
@@ -35,6 +36,8 @@ from dicomportal.models import (
 )
 
 log = logging.getLogger(__name__)
+
+AUTHENTICATION_REQUIRED = "authentication_required"
 
 INTENT_STATUS = {
     "succeeded": PaymentStatus.SUCCEEDED,
@@ -56,7 +59,7 @@ def default_card(user_id: int) -> PaymentMethod | None:
     return db.session.scalar(_DEFAULT_CARD, {"user_id": user_id})
 
 
-def charge_invoice(invoice_id: int) -> Payment:
+def charge_invoice(invoice_id: int, *, customer_present: bool) -> Payment:
     """Try to collect an open invoice with the customer's default card (steps 1-4).
 
     :raises ChargeInProgress: another attempt on this invoice is in flight.
@@ -67,7 +70,7 @@ def charge_invoice(invoice_id: int) -> Payment:
         raise ValueError(f"invoice {invoice_id} is not open")
     payment = open_attempt(invoice)
     db.session.commit()
-    return drive(payment.id, fresh=True)
+    return drive(payment.id, fresh=True, customer_present=customer_present)
 
 
 def first_attempt(invoice: Invoice) -> Payment | None:
@@ -145,10 +148,12 @@ class _Attempt:
         return cls(*row)
 
 
-def drive(payment_id: int, fresh: bool = False) -> Payment:
+def drive(payment_id: int, fresh: bool = False, *, customer_present: bool) -> Payment:
     """Steps 2-4 for a pending payment, from wherever a previous run stopped.
 
     ``fresh``: the row was committed a moment ago by this process, so no intent can exist yet.
+    ``customer_present``: the customer is on our page (checkout, upgrade, pay now) and can answer
+    3-D Secure; otherwise the worker charges on its own and confirms off-session (docs/payments.md).
     A request Stripe will never accept (no such customer or card) fails the attempt with Stripe's
     code, and the invoice goes into dunning like after a decline.
 
@@ -160,7 +165,7 @@ def drive(payment_id: int, fresh: bool = False) -> Payment:
     try:
         intent = _intent_for(attempt, fresh)
         if intent.status == "requires_confirmation":
-            intent = _confirm(intent.id)
+            intent = _confirm(intent.id, customer_present)
     except PaymentRejected as exc:
         db.session.rollback()
         log.warning("payment %s (invoice %s) refused by Stripe: %s", payment_id, attempt.invoice_id, exc.code)
@@ -178,7 +183,7 @@ def _intent_for(attempt: _Attempt, fresh: bool) -> gateway.IntentInfo:
         customer=attempt.customer or "",
         payment_method=attempt.payment_method or "",
         metadata={"invoice_id": str(attempt.invoice_id), "payment_id": str(attempt.payment_id)},
-        idempotency_key=f"payment-{attempt.payment_id}",
+        idempotency_key=idempotency_key("payment", attempt.payment_id),
         may_exist=not fresh,
     )
     db.session.execute(
@@ -191,18 +196,30 @@ def _intent_for(attempt: _Attempt, fresh: bool) -> gateway.IntentInfo:
     return intent
 
 
-def _confirm(intent_id: str) -> gateway.IntentInfo:
+def _confirm(intent_id: str, customer_present: bool) -> gateway.IntentInfo:
     """Step 3. If Stripe refuses to confirm, cancel the intent so it can never be charged later."""
     try:
-        return gateway.confirm_payment_intent(intent_id)
+        return gateway.confirm_payment_intent(intent_id, customer_present=customer_present)
     except PaymentRejected:
         gateway.cancel_payment_intent(intent_id)
         raise
 
 
+def intent_status(intent: gateway.IntentInfo) -> PaymentStatus | None:
+    """Our payment status for a PaymentIntent's state, or None while it is still in motion.
+
+    An off-session charge the bank declined with ``authentication_required`` is back in
+    ``requires_payment_method`` at Stripe, but it is no failure of the card: the customer must
+    confirm that same intent on our page (docs/payments.md), so it waits as REQUIRES_ACTION.
+    """
+    if intent.status == "requires_payment_method" and intent.failure_code == AUTHENTICATION_REQUIRED:
+        return PaymentStatus.REQUIRES_ACTION
+    return INTENT_STATUS.get(intent.status)
+
+
 def record_intent(payment_id: int, intent: gateway.IntentInfo) -> Payment:
     """Step 4 from a PaymentIntent's state; states still in motion change nothing."""
-    status = INTENT_STATUS.get(intent.status)
+    status = intent_status(intent)
     if status is None:
         return db.session.get_one(Payment, payment_id)
     return record_outcome(
@@ -233,7 +250,7 @@ def record_outcome(
             "failure_message": message or "Your card was declined.",
         }
     if status == PaymentStatus.REQUIRES_ACTION:
-        values["client_secret"] = client_secret
+        values |= {"client_secret": client_secret, "failure_code": code, "failure_message": None}
     result = db.session.execute(
         update(Payment).where(Payment.id == payment_id, Payment.status.in_(allowed)).values(**values),
         execution_options={"synchronize_session": False},
@@ -294,3 +311,89 @@ def cancel_action_required(invoice_id: int) -> None:
             .values(status=PaymentStatus.CANCELED, updated_at=clock.now())
         )
         db.session.commit()
+
+
+def needs_confirming_on_session(payment: Payment) -> bool:
+    """A renewal the bank declined off-session until the customer authenticates: our page must
+    confirm the intent with the customer present before Stripe.js can open the bank's dialog."""
+    return payment.status == PaymentStatus.REQUIRES_ACTION and payment.failure_code == AUTHENTICATION_REQUIRED
+
+
+def confirm_on_session(payment_id: int) -> Payment:
+    """Confirm a waiting payment's SAME PaymentIntent with the customer present and the card it
+    was tried with; the bank then asks for 3-D Secure (the intent is ``requires_action`` and the
+    page opens the dialog), or charges it at once, or declines it (dunning goes on).
+
+    :raises GatewayUnavailable: Stripe did not answer; nothing changed.
+    """
+    payment = db.session.get_one(Payment, payment_id)
+    intent_id, card = payment.stripe_payment_intent_id or "", payment.stripe_payment_method_id
+    db.session.commit()
+    intent = gateway.retrieve_payment_intent(intent_id)
+    if intent.status == "requires_payment_method":
+        try:
+            intent = gateway.confirm_payment_intent(intent_id, customer_present=True, payment_method=card)
+        except PaymentRejected as exc:  # the card was removed meanwhile: Stripe will never take it
+            return record_outcome(payment_id, PaymentStatus.FAILED, code=exc.code, message=str(exc))
+    if intent.status == "requires_action":
+        db.session.execute(
+            update(Payment)
+            .where(Payment.id == payment_id, Payment.status == PaymentStatus.REQUIRES_ACTION)
+            .values(client_secret=intent.client_secret, failure_code=None, updated_at=clock.now()),
+            execution_options={"synchronize_session": False},
+        )
+        db.session.commit()
+        return db.session.get_one(Payment, payment_id, populate_existing=True)
+    if intent.status == "requires_payment_method" and intent.failure_code != AUTHENTICATION_REQUIRED:
+        return record_outcome(
+            payment_id, PaymentStatus.FAILED, code=intent.failure_code, message=intent.failure_message
+        )
+    return record_intent(payment_id, intent)
+
+
+def waiting_payment(invoice_id: int) -> Payment | None:
+    """The invoice's attempt waiting for the customer's bank, if any."""
+    return db.session.scalar(
+        select(Payment).where(
+            Payment.invoice_id == invoice_id, Payment.status == PaymentStatus.REQUIRES_ACTION
+        )
+    )
+
+
+def follow_up_waiting(payment_id: int) -> str:
+    """A dunning day for a payment waiting for authentication (docs/payments.md).
+
+    Stripe is asked first (the customer may have confirmed it and the event be late): a settled
+    intent is recorded. Otherwise the customer is reminded, or, after the last day, the intent is
+    canceled at Stripe (so it can never be charged later) and the payment fails, which ends the
+    subscription like an unpaid renewal. Returns ``settled``, ``reminded`` or ``ended``.
+
+    :raises GatewayUnavailable: Stripe did not answer; nothing changed.
+    """
+    payment = _with_invoice_and_subscription(payment_id)
+    intent_id = payment.stripe_payment_intent_id or ""
+    db.session.commit()
+    intent = gateway.retrieve_payment_intent(intent_id)
+    if intent_status(intent) != PaymentStatus.REQUIRES_ACTION:
+        record_intent(payment_id, intent)
+        return "settled"
+    payment = _with_invoice_and_subscription(payment_id)
+    if payment.status != PaymentStatus.REQUIRES_ACTION:  # settled by another process meanwhile
+        db.session.rollback()
+        return "settled"
+    if outcomes.follow_up_waiting(payment.invoice, payment):
+        db.session.commit()
+        return "reminded"
+    db.session.rollback()
+    gateway.cancel_payment_intent(intent_id)
+    intent = gateway.retrieve_payment_intent(intent_id)
+    if intent.status != "canceled":  # confirmed at the last moment: record that, never drop it
+        record_intent(payment_id, intent)
+        return "settled"
+    record_outcome(
+        payment_id,
+        PaymentStatus.FAILED,
+        code=AUTHENTICATION_REQUIRED,
+        message="The payment was not confirmed with the bank before the last reminder.",
+    )
+    return "ended"

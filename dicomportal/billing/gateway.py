@@ -23,6 +23,10 @@ from dicomportal.billing.errors import (
     RateLimited,
 )
 
+# Payment methods for every intent we create: what the Dashboard enables, minus those that need a
+# full-page redirect (https://docs.stripe.com/changelog/2023-08-16/automatic-payment-methods).
+NO_REDIRECTS = {"enabled": True, "allow_redirects": "never"}
+
 # How old a webhook's signed timestamp may be (Stripe's own default): older ones are replays.
 WEBHOOK_TOLERANCE_SECONDS = 300
 
@@ -101,17 +105,24 @@ def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
         ) from exc
     except (stripe.AuthenticationError, stripe.PermissionError) as exc:
         raise GatewayMisconfigured(f"Stripe refused our API key ({type(exc).__name__}).") from exc
-    except stripe.IdempotencyError:
+    except stripe.IdempotencyError as exc:
+        if exc.code == "idempotency_key_in_use":  # the same operation is in flight elsewhere
+            raise GatewayUnavailable("Stripe is still processing this request. Nothing was charged.") from exc
         raise  # a bug in our bookkeeping, not the customer's doing: unexpected, never "failed"
     except stripe.InvalidRequestError as exc:
         message = exc.user_message or "Stripe refused the request."
         raise PaymentRejected(message, exc.code, exc.http_status) from exc
 
 
-def create_customer(email: str, name: str, user_id: int) -> str:
-    """Create the Stripe Customer for one of our users and return its id."""
+def create_customer(email: str, name: str, user_id: int, idempotency_key: str) -> str:
+    """Create the Stripe Customer for one of our users and return its id.
+
+    ``idempotency_key`` is the same for every attempt for this user, so an answer lost on the way
+    back is answered again by Stripe with the same Customer, never a second one.
+    """
     params = {"email": email, "name": name, "metadata": {"user_id": str(user_id)}}
-    return str(_call(client().v1.customers.create, params=params).id)
+    options = {"idempotency_key": idempotency_key}
+    return str(_call(client().v1.customers.create, params=params, options=options).id)
 
 
 def update_customer(customer_id: str, email: str, name: str, address: dict[str, str] | None) -> None:
@@ -122,10 +133,14 @@ def update_customer(customer_id: str, email: str, name: str, address: dict[str, 
     _call(client().v1.customers.update, customer_id, params=params)
 
 
-def create_setup_intent(customer_id: str) -> SetupIntentInfo:
-    """A SetupIntent for saving a card for later, off-session charges."""
-    intent = _call(client().v1.setup_intents.create, params={"customer": customer_id, "usage": "off_session"})
-    return _setup_info(intent)
+def create_setup_intent(customer_id: str, idempotency_key: str) -> SetupIntentInfo:
+    """A SetupIntent for saving a card for later, off-session charges (docs/payments.md): no
+    redirect-based methods, so confirming it never needs a return_url, and ``usage=off_session``
+    so Stripe asks the bank for the authentication that lets renewals charge it without the
+    customer."""
+    params = {"customer": customer_id, "usage": "off_session", "automatic_payment_methods": NO_REDIRECTS}
+    options = {"idempotency_key": idempotency_key}
+    return _setup_info(_call(client().v1.setup_intents.create, params=params, options=options))
 
 
 def retrieve_setup_intent(setup_intent_id: str) -> SetupIntentInfo:
@@ -189,6 +204,11 @@ def create_payment_intent(
         "currency": currency.lower(),
         "customer": customer,
         "payment_method": payment_method,
+        # No redirects (docs/payments.md, "Confirmation rules"): since API 2023-08-16 an intent has
+        # automatic payment methods with redirects allowed, and every confirm would then need a
+        # return_url; `payment_method_types` is gone since 2026-09-30. A card's 3-D Secure runs
+        # in our page (Stripe.js), never through a redirect.
+        "automatic_payment_methods": NO_REDIRECTS,
         "confirm": False,
         "metadata": metadata,
     }
@@ -198,13 +218,26 @@ def create_payment_intent(
     return _intent_info(intent)
 
 
-def confirm_payment_intent(intent_id: str) -> IntentInfo:
+def confirm_payment_intent(
+    intent_id: str, *, customer_present: bool, payment_method: str | None = None
+) -> IntentInfo:
     """Confirm (charge) a PaymentIntent; a decline is a result, not an error.
+
+    ``customer_present``: the customer is on our page and can answer 3-D Secure (checkout, an
+    upgrade, "pay now", confirming a renewal the bank held). Otherwise the charge is
+    merchant-initiated (renewals, dunning retries, the worker's collections) and is confirmed
+    with ``off_session=true`` on the card saved with ``usage=off_session``: the bank may then
+    decline it with ``authentication_required``, which the caller sends to the customer
+    (docs/payments.md). ``payment_method``: confirm with this saved card (an intent whose last
+    attempt was declined has none).
 
     :raises PaymentRejected: Stripe refused to confirm it (e.g. the card was detached).
     """
+    params: dict[str, Any] = {} if customer_present else {"off_session": True}
+    if payment_method:
+        params["payment_method"] = payment_method
     try:
-        return _intent_info(_call(client().v1.payment_intents.confirm, intent_id))
+        return _intent_info(_call(client().v1.payment_intents.confirm, intent_id, params=params))
     except stripe.CardError:
         return retrieve_payment_intent(intent_id)
 

@@ -75,7 +75,9 @@ class BillingRun(jobs.ItemRun):
         self.submit(lambda: self._charge(payment_id), payment_id, "payment", backoff=False)
 
     def _charge(self, payment_id: int) -> str:
-        payment = self.call_stripe(lambda: collection.drive(payment_id, fresh=True), f"payment {payment_id}")
+        payment = self.call_stripe(
+            lambda: collection.drive(payment_id, fresh=True, customer_present=False), f"payment {payment_id}"
+        )
         return "deferred" if payment is None else CHARGE_OUTCOME[payment.status]
 
     def call_stripe(self, call: Callable[[], Any], item: str) -> Any:
@@ -208,7 +210,8 @@ def schedule_stranded_invoices() -> Counter[str]:
 
 @jobs.job("retry_failed_payments", order=40)
 def retry_failed_payments() -> Counter[str]:
-    """Dunning: charge each open invoice whose next retry is due, once per pass."""
+    """Dunning: charge each open invoice whose next retry is due, once per pass; one whose payment
+    waits for the customer's bank is reminded instead, and ends unpaid after the last day."""
     started = clock.now()
     attempted: set[int] = set()
     with BillingRun("retry_failed_payments") as run:
@@ -217,6 +220,12 @@ def retry_failed_payments() -> Counter[str]:
             if invoice_id in attempted:
                 return
             attempted.add(invoice_id)
+            waiting = collection.waiting_payment(invoice_id)
+            if waiting is not None:  # waiting for the customer's bank: remind, never charge again
+                payment_id = waiting.id
+                db.session.rollback()
+                run.submit(lambda: follow_up(payment_id), invoice_id, "invoice")
+                return
             try:
                 payment = collection.open_attempt(db.session.get_one(Invoice, invoice_id))
                 db.session.commit()
@@ -225,6 +234,12 @@ def retry_failed_payments() -> Counter[str]:
                 run.counts["in_flight"] += 1
                 return
             run.charge(payment.id)
+
+        def follow_up(payment_id: int) -> str:
+            outcome = run.call_stripe(
+                lambda: collection.follow_up_waiting(payment_id), f"payment {payment_id}"
+            )
+            return "deferred" if outcome is None else f"action_{outcome}"
 
         due = jobs.ids_in_order(
             (Invoice.next_attempt_at, Invoice.id),  # type: ignore[arg-type]
@@ -266,7 +281,9 @@ def reconcile_payments() -> Counter[str]:
     with BillingRun("reconcile_payments") as run:
 
         def settle(payment_id: int) -> str:
-            payment = run.call_stripe(lambda: collection.drive(payment_id), f"payment {payment_id}")
+            payment = run.call_stripe(
+                lambda: collection.drive(payment_id, customer_present=False), f"payment {payment_id}"
+            )
             if payment is None:
                 return "deferred"
             return "settled" if payment.status != PaymentStatus.PENDING else "still_pending"

@@ -3,6 +3,7 @@ committed with the change it reports (see dicomportal.mail)."""
 
 from __future__ import annotations
 
+from dicomportal.billing import declines
 from dicomportal.billing.money import format_money
 from dicomportal.mail import absolute_url, queue_email
 from dicomportal.models import BillingReason, CreditNote, Invoice, Payment, Subscription
@@ -37,21 +38,26 @@ def payment_failed(invoice: Invoice, payment: Payment) -> None:
         user_id=invoice.user_id,
         invoice=invoice,
         payment=payment,
+        reason=declines.reason_for(payment),
         amount=format_money(invoice.amount_due_cents, invoice.currency),
         update_card_url=absolute_url("/billing/card"),
     )
 
 
-def payment_action_required(invoice: Invoice) -> None:
-    """The bank asks the customer to authenticate a renewal payment."""
+def payment_action_required(invoice: Invoice, payment: Payment, reminder: bool = False) -> None:
+    """The bank asks the customer to authenticate a payment they were not there for (a renewal):
+    a link to confirm that same payment, and one to pay with another card instead; sent again on
+    each dunning day while it waits (``reminder``)."""
+    subject = f"Please confirm your payment for invoice {invoice.number}"
     queue_email(
         invoice.user.email,
-        f"Please confirm your payment for invoice {invoice.number}",
+        f"Reminder: {subject[0].lower()}{subject[1:]}" if reminder else subject,
         "billing_action_required",
         user_id=invoice.user_id,
         invoice=invoice,
         amount=format_money(invoice.amount_due_cents, invoice.currency),
-        pay_url=absolute_url("/billing/card"),
+        confirm_url=absolute_url(f"/checkout/authenticate/{payment.id}"),
+        other_card_url=absolute_url("/billing/card"),
     )
 
 

@@ -34,7 +34,7 @@ def payment_settled(payment: Payment, amount: int) -> None:
         invoice.next_attempt_at = next_retry_at(invoice)
         invoice_payment_failed(invoice, payment)
     elif payment.status == PaymentStatus.REQUIRES_ACTION:
-        invoice_requires_action(invoice)
+        invoice_requires_action(invoice, payment)
 
 
 def next_retry_at(invoice: Invoice) -> datetime | None:
@@ -90,11 +90,31 @@ def invoice_payment_failed(invoice: Invoice, payment: Payment) -> None:
     notices.payment_failed(invoice, payment)
 
 
-def invoice_requires_action(invoice: Invoice) -> None:
-    """The bank wants the customer to authenticate: at sign-up the page asks at once; at renewal
-    the subscription is past due and the customer gets an email with a link to authenticate."""
+def invoice_requires_action(invoice: Invoice, payment: Payment) -> None:
+    """The bank wants the customer to authenticate: at sign-up the page asks at once (and an
+    unanswered one expires, see ``expire_incomplete_subscriptions``). Otherwise the payment waits
+    on the dunning schedule like a decline (docs/payments.md): the subscription is past due (its
+    grace, never more), the customer is emailed a link to confirm that same payment, reminded on
+    each retry day, and after the last one it ends unpaid (:func:`follow_up_waiting`)."""
     subscription = invoice.subscription
-    if subscription is None or invoice.billing_reason == BillingReason.SUBSCRIPTION_CREATE:
+    if invoice.billing_reason == BillingReason.SUBSCRIPTION_CREATE:
         return
-    subscription.status = SubscriptionStatus.PAST_DUE
-    notices.payment_action_required(invoice)
+    invoice.attempt_count += 1
+    invoice.next_attempt_at = next_retry_at(invoice) or clock.now()
+    audit.record("payment.action_required", invoice.user_id, payment, invoice=invoice.number)
+    if subscription is not None and not subscription.has_ended:
+        subscription.status = SubscriptionStatus.PAST_DUE
+    notices.payment_action_required(invoice, payment)
+
+
+def follow_up_waiting(invoice: Invoice, payment: Payment) -> bool:
+    """A dunning day for a payment still waiting for the customer's bank: remind them, or, once the
+    schedule is spent, say so (False): the caller cancels the intent and records the failure,
+    which ends the subscription like an unpaid renewal (:func:`invoice_payment_failed`)."""
+    if invoice.attempt_count >= len(current_app.config["DUNNING_SCHEDULE_DAYS"]):
+        return False
+    invoice.attempt_count += 1
+    invoice.next_attempt_at = next_retry_at(invoice)
+    audit.record("payment.action_reminded", invoice.user_id, payment, invoice=invoice.number)
+    notices.payment_action_required(invoice, payment, reminder=True)
+    return True

@@ -80,7 +80,7 @@ def resume_now(user_id: int, subscription_id: int) -> None:
 
     payment_id = subscriptions.act_on_own(user_id, subscription_id, resume)
     if payment_id is not None:
-        subscriptions.collect(payment_id)
+        subscriptions.collect(payment_id, customer_present=True)  # the customer resumes on our page
 
 
 def resume_due(subscription_id: int) -> tuple[str, int | None]:

@@ -24,6 +24,7 @@ from sqlalchemy import CursorResult, and_, exists, func, select, update
 from dicomportal import clock
 from dicomportal.billing import audit, gateway, notices
 from dicomportal.billing.errors import BillingError, PaymentRejected
+from dicomportal.billing.installation import idempotency_key
 from dicomportal.billing.invoicing import next_number
 from dicomportal.billing.money import format_money
 from dicomportal.billing.proration import divide_half_up
@@ -208,7 +209,10 @@ def _metadata(note: CreditNote) -> dict[str, str]:
 def _ask_stripe(note: CreditNote, intent_id: str) -> CreditNote:
     try:
         refund = gateway.create_refund(
-            intent_id, note.total_cents, _metadata(note), idempotency_key=f"credit-note-{note.id}"
+            intent_id,
+            note.total_cents,
+            _metadata(note),
+            idempotency_key=idempotency_key("credit-note", note.id),
         )
     except PaymentRejected as exc:
         _release(note, str(exc))

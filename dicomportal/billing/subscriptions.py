@@ -33,6 +33,7 @@ from dicomportal.models import (
     InvoiceStatus,
     LineKind,
     Payment,
+    PaymentMethod,
     PaymentStatus,
     Price,
     Subscription,
@@ -166,7 +167,7 @@ def subscribe(user_id: int, price_id: int, setup_intent_id: str) -> Subscription
     )
     db.session.commit()
     if payment is not None:
-        collect(payment.id)
+        collect(payment.id, customer_present=True)
     db.session.refresh(subscription)
     return subscription
 
@@ -200,11 +201,12 @@ def _first_invoice(user: User, subscription: Subscription, price: Price) -> Invo
     return finalize(invoice, current_app.config)
 
 
-def collect(payment_id: int) -> Payment | None:
+def collect(payment_id: int, *, customer_present: bool) -> Payment | None:
     """Charge a committed pending payment now; if Stripe is unreachable it stays pending and
-    reconcile finishes it. Returns None in that case."""
+    reconcile finishes it. Returns None in that case. ``customer_present``: see
+    :func:`collection.drive` (a staff action or the worker is not the customer)."""
     try:
-        return collection.drive(payment_id, fresh=True)
+        return collection.drive(payment_id, fresh=True, customer_present=customer_present)
     except GatewayUnavailable:
         db.session.rollback()
         log.warning("charge of payment %s deferred: Stripe unavailable", payment_id)
@@ -356,7 +358,35 @@ def complete_authentication(user_id: int, payment_id: int) -> Payment:
         raise LookupError("no such payment")
     if payment.status not in (PaymentStatus.REQUIRES_ACTION, PaymentStatus.PENDING):
         return payment
-    return collection.drive(payment.id)
+    return collection.drive(payment.id, customer_present=True)
+
+
+def confirm_waiting_payment(user_id: int, payment_id: int) -> Payment:
+    """The customer, on our page, confirms a payment the bank declined off-session until they
+    authenticate: the same PaymentIntent, with the card it was tried with, customer present
+    (docs/payments.md). The result is ``requires_action`` (the page opens the bank's dialog),
+    paid, or declined.
+
+    :raises LookupError: not one of the customer's payments.
+    :raises GatewayUnavailable: Stripe did not answer; nothing changed.
+    """
+    payment = db.session.get(Payment, payment_id)
+    if payment is None or payment.invoice.user_id != user_id:
+        raise LookupError("no such payment")
+    if not collection.needs_confirming_on_session(payment):
+        return payment
+    return collection.confirm_on_session(payment.id)
+
+
+def card_of(payment: Payment) -> PaymentMethod | None:
+    """The saved card a payment was tried with (for "Confirm with Visa ending 4242")."""
+    if not payment.stripe_payment_method_id:
+        return None
+    query = select(PaymentMethod).where(
+        PaymentMethod.stripe_payment_method_id == payment.stripe_payment_method_id,
+        PaymentMethod.user_id == payment.invoice.user_id,
+    )
+    return db.session.scalar(query)
 
 
 def replace_card_and_pay(user: User, setup_intent_id: str) -> list[Payment]:
@@ -381,7 +411,7 @@ def pay_open_invoices(user_id: int) -> list[Payment]:
     for invoice_id in open_ids:
         collection.cancel_action_required(invoice_id)
         try:
-            payments.append(collection.charge_invoice(invoice_id))
+            payments.append(collection.charge_invoice(invoice_id, customer_present=True))
         except ChargeInProgress:
             continue  # an attempt already under way will settle this invoice
         except GatewayUnavailable:

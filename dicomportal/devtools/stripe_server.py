@@ -168,7 +168,12 @@ def serve(host: str = "127.0.0.1", port: int = 8420, state_file: Path | None = N
     import logging
 
     from aiohttp import web
-    from localstripe import resources, server
+    from localstripe import resources
+
+    from dicomportal.devtools import localstripe_today
+
+    localstripe_today.install(resources)  # before localstripe.server builds its routes
+    from localstripe import server
 
     # localstripe pickles its whole store to /tmp/localstripe.pickle on every change: never do that.
     resources.Store.dump_to_disk = lambda self: None

@@ -57,3 +57,18 @@ class JobItemFailure(db.Model):  # type: ignore[name-defined,misc]
     retry_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     last_error: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class Installation(db.Model):  # type: ignore[name-defined,misc]
+    """This installation's identity: one row, made at first need and kept with the data.
+
+    ``key`` prefixes every Idempotency-Key sent to Stripe (docs/payments.md), so two databases
+    sharing one Stripe account (staging and production, the demo, a copy) never send the same
+    key for different requests, whereas Stripe keeps keys for 24 hours per account.
+    """
+
+    __tablename__ = "installation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    key: Mapped[str] = mapped_column(String(40), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -12,6 +12,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from dicomportal.billing import profiles, subscriptions
+from dicomportal.billing.collection import needs_confirming_on_session
 from dicomportal.billing.errors import AlreadySubscribed, BillingError, GatewayUnavailable
 from dicomportal.billing.summary import (
     awaiting_authentication,
@@ -189,7 +190,26 @@ def authenticate(payment_id: int) -> Response:
         abort(404)
     if payment.status != PaymentStatus.REQUIRES_ACTION:
         return see_other(url_for("account.dashboard"))
+    if needs_confirming_on_session(payment):  # a renewal held by the bank: one click confirms it here
+        return authentication_page(payment, autostart=False, card=subscriptions.card_of(payment))
     return authentication_page(payment, autostart=True)
+
+
+@bp.post("/authenticate/<int:payment_id>/confirm")
+@login_required
+def confirm_waiting(payment_id: int) -> Response:
+    """Confirm a renewal the bank held, with the saved card (nothing to type again); the page
+    then opens the bank's dialog, or the payment went through at once, or was declined."""
+    if not AuthenticationForm().validate_on_submit():
+        abort(404)
+    try:
+        payment = subscriptions.confirm_waiting_payment(current_user.id, payment_id)
+    except LookupError:
+        abort(404)
+    deliver_pending()
+    if payment.status == PaymentStatus.REQUIRES_ACTION and not needs_confirming_on_session(payment):
+        return see_other(url_for("checkout.authenticate", payment_id=payment.id))
+    return after_authentication(payment)
 
 
 @bp.post("/complete")

@@ -14,10 +14,11 @@ from flask import Response, current_app, flash, make_response, render_template, 
 from flask_login import current_user
 
 from dicomportal.billing import cards
+from dicomportal.billing.collection import needs_confirming_on_session
 from dicomportal.billing.errors import BillingError, GatewayUnavailable
 from dicomportal.billing.money import format_money
 from dicomportal.extensions import db
-from dicomportal.models import BillingReason, Payment, PaymentStatus
+from dicomportal.models import BillingReason, Payment, PaymentMethod, PaymentStatus
 from dicomportal.views._htmx import redirect_after_post
 
 DECLINED = "Your card was declined. Nothing was charged."
@@ -76,14 +77,22 @@ def card_page(template: str, **context: Any) -> Response:
     return no_store(render_template(template, **context))
 
 
-def authentication_page(payment: Payment, autostart: bool, message: str | None = None) -> Response:
-    """The page whose script opens the bank's 3-D Secure dialog, then posts the payment id back."""
+def authentication_page(
+    payment: Payment, autostart: bool, message: str | None = None, card: PaymentMethod | None = None
+) -> Response:
+    """The page whose script opens the bank's 3-D Secure dialog, then posts the payment id back.
+
+    With ``card``: the payment still has to be confirmed with the customer present first (a
+    renewal the bank held); the page's button posts that, with this saved card, no script needed.
+    """
     return no_store(
         render_template(
             "checkout/authenticate.html",
             payment=payment,
             autostart=autostart,
             message=message,
+            card=card,
+            confirm_first=card is not None or needs_confirming_on_session(payment),
             stripe_js_url=stripe_js_url(),
         )
     )

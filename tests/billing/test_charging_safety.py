@@ -109,7 +109,7 @@ def test_a_crash_mid_charge_is_finished_by_reconcile_with_exactly_one_charge(
             raise SimulatedCrash  # Stripe has the intent; we never stored its id
         return intent
 
-    def crash(*args: Any) -> None:
+    def crash(*args: Any, **kwargs: Any) -> None:
         raise SimulatedCrash
 
     monkeypatch.setattr(gateway, "create_payment_intent", create_then_maybe_crash)

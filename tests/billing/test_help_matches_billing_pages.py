@@ -64,11 +64,11 @@ def test_every_control_an_article_names_is_on_the_pages(
         visible_text(client.get(path).get_data(as_text=True))
         for path in ("/account/", "/billing/invoices", "/billing/payment-methods", "/billing/details")
     )
-    # The past-due banner and the invoice statuses of other states, as their templates write them.
+    # The past-due and confirm-payment banners, the page confirming a payment the bank held, and
+    # the invoice statuses of other states, as their templates write them.
     templates = resource_dir("templates")
-    pages += (templates / "account/_current_plan.html").read_text() + (
-        templates / "billing/macros.html"
-    ).read_text()
+    for template in ("account/_current_plan.html", "billing/macros.html", "checkout/authenticate.html"):
+        pages += (templates / template).read_text()
 
     named = re.findall(r"<strong>(.*?)</strong>", help_centre().get(slug).html, re.DOTALL)
     controls = {" ".join(name.split()) for name in named} - NOT_CONTROLS

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Response, flash, url_for
 from flask_login import current_user, login_required
 
-from dicomportal.billing import collection, subscriptions
+from dicomportal.billing import collection, declines, subscriptions
 from dicomportal.billing.errors import BillingError
 from dicomportal.billing.money import format_money
 from dicomportal.billing.summary import amount_due_cents
@@ -63,7 +63,7 @@ def after_card_payments(payments: list[Payment]) -> Response:
     if PaymentStatus.FAILED in by_status:
         failed = by_status[PaymentStatus.FAILED]
         amount = format_money(failed.amount_cents, failed.currency)
-        reason = failed.failure_message or "Your card was declined."
+        reason = declines.reason_for(failed)
         show_on_card_page(f"Your card was saved, but the payment of {amount} did not go through: {reason}")
         return see_other(url_for("billing.card"))
     if PaymentStatus.SUCCEEDED in by_status:
