@@ -391,10 +391,17 @@ def test_an_unannounced_refusal_is_reported_and_an_announced_one_is_not(
 
 
 def test_strict_stripe_0_relays_without_judging(strict_stripe: StrictView) -> None:
-    with StrictStripe(strict_stripe.upstream, strict=False) as lax:
+    with StrictStripe(strict_stripe.upstream, mode="off") as lax:
         customer = sdk(lax.api_base).v1.customers.create(params={"email": "lax@example.com"})
         assert customer.email == "lax@example.com"
         assert [(s.path, s.refused) for s in lax.log] == [("/v1/customers", False)]
+
+
+def test_strict_stripe_report_relays_and_records_what_it_would_refuse(strict_stripe: StrictView) -> None:
+    with StrictStripe(strict_stripe.upstream, mode="report") as reporting:
+        customer = sdk(reporting.api_base).v1.customers.create(params={"email": "report@example.com"})
+        assert customer.email == "report@example.com"
+        assert [(s.rule, s.relayed, s.status) for s in reporting.log] == [("idempotency_key", True, 200)]
 
 
 def test_the_app_talks_to_the_strict_stripe(app: Flask, strict_stripe: StrictView) -> None:

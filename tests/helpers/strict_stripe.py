@@ -22,8 +22,10 @@ Every secret-key request is recorded (:class:`Seen`); tests read them through :c
 in the app as a failed payment, which a test asserting "the invoice is in dunning" would otherwise
 take for a decline.
 
-Debugging: ``STRICT_STRIPE=0`` turns every check and the replay off (the proxy then relays and
-records only), to tell a relaying problem from a rule. CI never sets it.
+Debugging (CI never sets it): ``STRICT_STRIPE=0`` turns every check and the replay off: the proxy
+relays and records only, to tell a relaying problem from a rule. ``STRICT_STRIPE=report`` judges
+every request but relays it anyway (no replay either), so one run lists everything the app would
+have had refused, each failing its test at teardown, without a refusal changing what follows.
 """
 
 from __future__ import annotations
@@ -333,6 +335,7 @@ class Seen:
     rule: str | None = None  # the rule that refused it; None when it reached localstripe or was replayed
     message: str | None = None
     replayed: bool = False
+    relayed: bool = False  # STRICT_STRIPE=report: would have been refused, went through anyway
 
     @property
     def refused(self) -> bool:
@@ -357,6 +360,8 @@ _HOP_BY_HOP = frozenset(
 # _generate_idempotency_key): random hex in UUID layout. Such a key protects nothing after a crash.
 _SDK_KEY = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _UPSTREAMS: dict[str, str] = {}
+# STRICT_STRIPE=1 (the default, CI), =report, =0 (see the module's docstring)
+MODES = {"1": "refuse", "report": "report", "0": "off"}
 
 
 def upstream_of(api_base: str) -> str:
@@ -368,11 +373,11 @@ def upstream_of(api_base: str) -> str:
 class StrictStripe:
     """The proxy: ``with StrictStripe(localstripe_base) as proxy: proxy.api_base``."""
 
-    def __init__(self, upstream: str, host: str = "127.0.0.1", strict: bool | None = None) -> None:
+    def __init__(self, upstream: str, host: str = "127.0.0.1", mode: str | None = None) -> None:
         self.upstream = upstream.rstrip("/")
         parsed = urllib.parse.urlsplit(self.upstream)
         self._upstream_host, self._upstream_port = parsed.hostname or "127.0.0.1", parsed.port or 80
-        self.strict = os.environ.get("STRICT_STRIPE", "1") != "0" if strict is None else strict
+        self.mode = mode or MODES.get(os.environ.get("STRICT_STRIPE", "1"), "refuse")
         self.log: list[Seen] = []
         self._lock = threading.Lock()
         self._keys: dict[str, _Kept] = {}
@@ -393,6 +398,13 @@ class StrictStripe:
         self._server.shutdown()
         self._server.server_close()
 
+    def forget_keys(self) -> None:
+        """Forget every idempotency key, as Stripe does once a key is 24 hours old. Nothing calls this
+        between tests on purpose: the session is one Stripe account, as staging, the demo and a
+        restored backup share one, so two databases' keys must not collide (LOCALSTRIPE.md)."""
+        with self._lock:
+            self._keys.clear()
+
     def view(self) -> StrictView:
         """The requests from now on, for one test."""
         return StrictView(self)
@@ -407,13 +419,21 @@ class StrictStripe:
         is_form = "x-www-form-urlencoded" in headers.get("content-type", "")
         params = decode_form(body.decode() if method == "POST" and is_form else query)
         key = headers.get("idempotency-key")
-        refusal = self._judge(method, path, params, key) if self.strict else None
+        refusal = self._judge(method, path, params, key) if self.mode != "off" else None
+        if refusal is not None and self.mode == "report":
+            answer = self._forward(method, target, headers, body)
+            self._record(
+                Seen(
+                    method, path, params, key, answer[0], refusal.rule, refusal.error["message"], relayed=True
+                )
+            )
+            return answer
         if refusal is not None:
             self._record(
                 Seen(method, path, params, key, refusal.status, refusal.rule, refusal.error["message"])
             )
             return refusal.status, [("Content-Type", "application/json")], refusal.body
-        if self.strict and method == "POST" and key:
+        if self.mode == "refuse" and method == "POST" and key:
             return self._idempotent(method, target, path, params, key, headers, body)
         answer = self._forward(method, target, headers, body)
         self._remember_intent(method, path, params, answer)
