@@ -29,6 +29,7 @@ from dicomportal.extensions import db, limiter
 from tests.helpers.auth import AuthActions
 from tests.helpers.environment import CHROMIUM, WEBHOOK_SECRET, require
 from tests.helpers.mail import SmtpSink
+from tests.helpers.strict_stripe import StrictStripe, StrictView
 
 # --- databases ---------------------------------------------------------------------------------
 
@@ -100,6 +101,39 @@ def stripe_server() -> Iterator[LocalStripe]:
 
 
 @pytest.fixture(scope="session")
+def strict_stripe_proxy(stripe_server: LocalStripe) -> Iterator[StrictStripe]:
+    """The app's Stripe: a proxy in front of localstripe that refuses what real Stripe would
+    (tests/helpers/strict_stripe.py). One per session, like one Stripe account."""
+    with StrictStripe(stripe_server.api_base) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def strict_stripe(strict_stripe_proxy: StrictStripe) -> StrictView:
+    """What the app asked of Stripe during this test: ``.requests``, ``.refused``, ``.clear()``,
+    ``.expect_refusals()``, and ``.upstream`` (localstripe itself, past the rules)."""
+    return strict_stripe_proxy.view()
+
+
+@pytest.fixture(autouse=True)
+def _stripe_refusals_fail_the_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A request the strict Stripe refused fails the test that made it, unless the test said
+    ``strict_stripe.expect_refusals()``: in the app a refusal looks like a failed payment, which a
+    test could take for the decline it expects. Tests that never reach Stripe start nothing here."""
+    if "strict_stripe_proxy" not in request.fixturenames:
+        yield
+        return
+    view: StrictView = request.getfixturevalue("strict_stripe")
+    yield
+    unexpected = view.unexpected_refusals()
+    if unexpected:
+        lines = "\n".join(f"  {s.method} {s.path} -> {s.status} [{s.rule}] {s.message}" for s in unexpected)
+        pytest.fail(
+            f"the strict Stripe refused {len(unexpected)} request(s) of the app:\n{lines}", pytrace=False
+        )
+
+
+@pytest.fixture(scope="session")
 def _smtp_server() -> Iterator[SmtpSink]:
     from aiosmtpd.controller import Controller
 
@@ -136,13 +170,15 @@ def _real_time_after_each_test() -> Iterator[None]:
 
 
 @pytest.fixture
-def app_config(database_url: str, stripe_server: LocalStripe, _smtp_server: SmtpSink) -> dict[str, Any]:
+def app_config(
+    database_url: str, strict_stripe_proxy: StrictStripe, _smtp_server: SmtpSink
+) -> dict[str, Any]:
     """Settings for the app under test; a test may change them before asking for ``app``."""
     return {
         "TESTING": True,
         "SQLALCHEMY_DATABASE_URI": database_url,
         "WTF_CSRF_ENABLED": False,
-        "STRIPE_API_BASE": stripe_server.api_base,
+        "STRIPE_API_BASE": strict_stripe_proxy.api_base,
         "STRIPE_SECRET_KEY": "sk_test_dicomportal",
         "STRIPE_PUBLISHABLE_KEY": "pk_test_dicomportal",
         "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
