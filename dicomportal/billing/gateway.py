@@ -114,12 +114,70 @@ def create_customer(email: str, name: str, user_id: int) -> str:
     return str(_call(client().v1.customers.create, params=params).id)
 
 
-def update_customer(customer_id: str, email: str, name: str, address: dict[str, str] | None) -> None:
-    """Keep Stripe's copy of the customer's contact details in step with ours."""
-    params: dict[str, Any] = {"email": email, "name": name}
+def update_customer(
+    customer_id: str,
+    email: str,
+    name: str,
+    address: dict[str, str] | None,
+    company: str | None = None,
+) -> None:
+    """Keep Stripe's copy of the customer's contact details in step with ours.
+
+    Since API 2025-09-30 a Customer has ``business_name`` and ``individual_name`` besides ``name``
+    (which Stripe shows on receipts and in the Dashboard). The company goes to ``business_name``
+    ("" clears it), the person to ``individual_name``, and ``name`` is the company when there is
+    one, else the person: the order Stripe itself uses when it fills ``name`` in.
+    """
+    params: dict[str, Any] = {
+        "email": email,
+        "name": company or name,
+        "business_name": company or "",
+        "individual_name": name,
+    }
     if address:
         params["address"] = address
     _call(client().v1.customers.update, customer_id, params=params)
+
+
+@dataclass(frozen=True)
+class TaxIdInfo:
+    id: str
+    type: str  # Stripe's type: eu_vat, gb_vat, ch_uid, us_ein, ca_bn, au_abn, ...
+    value: str
+
+
+def list_customer_tax_ids(customer_id: str) -> list[TaxIdInfo]:
+    """The tax IDs Stripe holds for a customer (``GET /v1/customers/{id}/tax_ids``)."""
+    pages = _call(client().v1.customers.tax_ids.list, customer_id)  # pages of 10 (localstripe: no limit)
+    return [_tax_id_info(tax_id) for tax_id in pages.auto_paging_iter()]
+
+
+def create_customer_tax_id(customer_id: str, kind: str, value: str, idempotency_key: str) -> TaxIdInfo:
+    """Add a tax ID to a customer (``POST /v1/customers/{id}/tax_ids``).
+
+    :raises PaymentRejected: Stripe refused it (a type or value it does not accept).
+    """
+    tax_id = _call(
+        client().v1.customers.tax_ids.create,
+        customer_id,
+        params={"type": kind, "value": value},
+        options={"idempotency_key": idempotency_key},
+    )
+    return _tax_id_info(tax_id)
+
+
+def delete_customer_tax_id(customer_id: str, tax_id: str) -> None:
+    """Remove a tax ID from a customer; one already gone is the outcome we wanted."""
+    try:
+        _call(client().v1.customers.tax_ids.delete, customer_id, tax_id)
+    except PaymentRejected as exc:
+        if not exc.not_found:
+            raise
+
+
+def _tax_id_info(tax_id: Any) -> TaxIdInfo:
+    data = tax_id.to_dict()
+    return TaxIdInfo(id=str(data["id"]), type=str(data["type"]), value=str(data["value"]))
 
 
 def create_setup_intent(customer_id: str) -> SetupIntentInfo:
