@@ -392,3 +392,40 @@ def detach_card(payment_method_id: str) -> None:
     except PaymentRejected as exc:
         if not exc.not_found:
             raise
+
+
+@dataclass(frozen=True)
+class WebhookEndpointInfo:
+    id: str
+    url: str
+    status: str  # "enabled" or "disabled"
+    enabled_events: tuple[str, ...]  # ("*",): every event
+
+
+def list_webhook_endpoints() -> list[WebhookEndpointInfo]:
+    """The account's webhook endpoints (``GET /v1/webhook_endpoints``), for ``dicomportal check``.
+
+    :raises PaymentRejected: not found, when the server has no such API (localstripe answers 404).
+    :raises GatewayUnavailable: Stripe could not be reached; GatewayMisconfigured: it refused our key.
+    """
+
+    def every_endpoint() -> list[WebhookEndpointInfo]:
+        try:
+            pages = client().v1.webhook_endpoints.list(params={"limit": 100}).auto_paging_iter()
+            return [_webhook_endpoint_info(endpoint) for endpoint in pages]
+        except stripe.APIError as exc:
+            if exc.http_status == 404:  # answered here, before _call sorts it as an outage
+                raise PaymentRejected("no /v1/webhook_endpoints here", None, 404) from exc
+            raise
+
+    return list(_call(every_endpoint))
+
+
+def _webhook_endpoint_info(endpoint: Any) -> WebhookEndpointInfo:
+    data = endpoint.to_dict()
+    return WebhookEndpointInfo(
+        id=str(data["id"]),
+        url=str(data.get("url") or ""),
+        status=str(data.get("status") or ""),
+        enabled_events=tuple(str(event) for event in data.get("enabled_events") or ()),
+    )
