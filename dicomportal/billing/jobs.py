@@ -338,14 +338,17 @@ def purge_after_restore_window() -> Counter[str]:
 def mirror_billing_details() -> Counter[str]:
     """Copy saved billing details (company, address, tax ID) to Stripe customers where the copy made
     at saving failed: Stripe down (``deferred``, tried next pass) or refusing (``errors``, with
-    backoff and the reason on the profile)."""
+    backoff and the reason on the profile). The copies run in the Stripe pool."""
     with BillingRun("mirror_billing_details") as run:
 
-        def mirror_one(profile_id: int) -> None:
+        def mirror(profile_id: int) -> str:
             outcome = run.call_stripe(
                 lambda: profiles.mirror_to_stripe(profile_id), f"billing profile {profile_id}"
             )
-            run.counts["deferred" if outcome is None else outcome] += 1
+            return "deferred" if outcome is None else str(outcome)
 
-        run.each(profiles.profiles_due_for_mirror(), mirror_one, "billing profile")
+        def hand_over(profile_id: int) -> None:
+            run.submit(lambda: mirror(profile_id), profile_id, "billing profile")
+
+        run.each(profiles.profiles_due_for_mirror(), hand_over, "billing profile", settles=False)
     return run.counts
