@@ -3,7 +3,11 @@ lists what a deployment still lacks (OK / WARN / FAIL, exit status 1 on a FAIL).
 
 from __future__ import annotations
 
+import json
 import re
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +16,14 @@ from click.testing import CliRunner
 from flask import Flask
 
 from dicomportal import create_app
+from dicomportal.billing import gateway
+from dicomportal.billing.webhook_events import REQUIRED_EVENTS
 from dicomportal.cli import build_cli
 from dicomportal.config import load_config
 from dicomportal.deployment.checklist import Finding, Level, run_checks
 from dicomportal.deployment.safety import PUBLIC_STRIPE_KEYS, PUBLIC_WEBHOOK_SECRETS, UnsafeSettings
 from dicomportal.devtools import demo
-from dicomportal.devtools.stripe_server import free_port
+from dicomportal.devtools.stripe_server import LocalStripe, free_port
 from tests.helpers.environment import WEBHOOK_SECRET
 from tests.helpers.mail import SmtpSink
 
@@ -214,8 +220,15 @@ def run_check(tmp_path: Path, env: dict[str, str]) -> Any:
 
 
 def test_check_on_a_production_like_environment_passes(
-    app: Flask, database_url: str, smtp: SmtpSink, tmp_path: Path
+    app: Flask, database_url: str, smtp: SmtpSink, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The one call that would leave this machine (to api.stripe.com) answers as Stripe would for
+    # a complete endpoint; the endpoint check itself is tested against a stub server below.
+    complete = gateway.WebhookEndpointInfo(
+        "we_1", "https://billing.example.org/webhooks/stripe", "enabled", REQUIRED_EVENTS
+    )
+    monkeypatch.setattr(gateway, "list_webhook_endpoints", lambda: [complete])
+
     result = run_check(tmp_path, production_environment(app, database_url, smtp))
 
     assert result.exit_code == 0, result.output
@@ -260,3 +273,130 @@ def test_check_on_the_demos_environment_fails_what_production_must_change(
         "BASE_URL",
         "MAIL_BACKEND",
     }
+
+
+# --- dicomportal check: Stripe's webhook endpoints -------------------------------------------------
+
+PORTAL_ENDPOINT = "https://billing.example.org/webhooks/stripe"
+
+
+class StubStripe:
+    """A stand-in for Stripe's API on a free loopback port: ``GET /v1/webhook_endpoints`` answers
+    ``endpoints`` as one page of Stripe's list; every other request is a 404."""
+
+    def __init__(self) -> None:
+        self.endpoints: list[dict[str, Any]] = []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.split("?")[0] != "/v1/webhook_endpoints":
+                    self.send_error(404)
+                    return
+                page = {"object": "list", "url": "/v1/webhook_endpoints", "has_more": False}
+                body = json.dumps({**page, "data": stub.endpoints}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.api_base = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def endpoint(
+        self, url: str = PORTAL_ENDPOINT, status: str = "enabled", events: Any = REQUIRED_EVENTS
+    ) -> None:
+        """An endpoint shaped like Stripe's example (tests/fixtures/stripe_fixtures3.json)."""
+        example = json.loads(FIXTURES.read_text())["resources"]["webhook_endpoint"]
+        number = len(self.endpoints) + 1
+        self.endpoints.append(
+            {**example, "id": f"we_{number}", "url": url, "status": status, "enabled_events": list(events)}
+        )
+
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "stripe_fixtures3.json"
+
+
+@pytest.fixture
+def stub_stripe() -> Iterator[StubStripe]:
+    stub = StubStripe()
+    thread = threading.Thread(target=stub.server.serve_forever, daemon=True)
+    thread.start()
+    yield stub
+    stub.server.shutdown()
+    stub.server.server_close()
+    thread.join()
+
+
+def endpoint_check(tmp_path: Path, api_base: str, key: str = LIVE["STRIPE_SECRET_KEY"]) -> Finding:
+    settings = {
+        "STRIPE_SECRET_KEY": key,
+        "STRIPE_API_BASE": api_base,
+        "BASE_URL": "https://billing.example.org",
+    }
+    return checked(tmp_path, **settings)["webhook_endpoint"]
+
+
+def test_check_fails_a_live_endpoint_that_misses_a_required_event_and_names_it(
+    tmp_path: Path, stub_stripe: StubStripe
+) -> None:
+    stub_stripe.endpoint("https://old.example.org/hooks", events=["*"])
+    stub_stripe.endpoint(events=[e for e in REQUIRED_EVENTS if e != "charge.dispute.created"])
+
+    finding = endpoint_check(tmp_path, stub_stripe.api_base)
+
+    assert finding.level == Level.FAIL
+    assert finding.found == f"{PORTAL_ENDPOINT} does not receive charge.dispute.created."
+
+
+def test_check_passes_an_enabled_endpoint_with_every_required_event_or_all_events(
+    tmp_path: Path, stub_stripe: StubStripe
+) -> None:
+    stub_stripe.endpoint()
+    every = endpoint_check(tmp_path / "a", stub_stripe.api_base)
+    stub_stripe.endpoints.clear()
+    stub_stripe.endpoint(events=["*"])
+    star = endpoint_check(tmp_path / "b", stub_stripe.api_base)
+
+    assert (every.level, star.level) == (Level.OK, Level.OK)
+    assert PORTAL_ENDPOINT in every.found
+
+
+def test_check_fails_when_no_endpoint_points_at_the_portal_or_it_is_disabled(
+    tmp_path: Path, stub_stripe: StubStripe
+) -> None:
+    stub_stripe.endpoint("https://staging.example.org/webhooks/stripe", events=["*"])
+    elsewhere = endpoint_check(tmp_path / "a", stub_stripe.api_base)
+    stub_stripe.endpoint(status="disabled", events=["*"])
+    disabled = endpoint_check(tmp_path / "b", stub_stripe.api_base)
+
+    assert (elsewhere.level, disabled.level) == (Level.FAIL, Level.FAIL)
+    assert f"no endpoint points at {PORTAL_ENDPOINT}" in elsewhere.found
+    assert "staging.example.org" in elsewhere.found
+    assert "is disabled" in disabled.found
+
+
+def test_check_with_stripe_unreachable_fails_with_a_live_key_and_warns_with_a_test_key(
+    tmp_path: Path,
+) -> None:
+    nobody = f"http://127.0.0.1:{free_port()}"
+
+    live = endpoint_check(tmp_path / "a", nobody)
+    test = endpoint_check(tmp_path / "b", nobody, key="sk_test_51Habcdefghijklmnop")
+
+    assert (live.level, test.level) == (Level.FAIL, Level.WARN)
+    assert live.found.startswith("cannot read the webhook endpoints: Stripe does not answer")
+    assert "api.stripe.com" in live.todo
+
+
+def test_check_against_localstripe_says_it_cannot_check_the_webhook_endpoints(
+    tmp_path: Path, stripe_server: LocalStripe
+) -> None:
+    finding = endpoint_check(tmp_path, stripe_server.api_base, key="sk_test_dicomportal")
+
+    assert finding.level == Level.WARN
+    assert "has no /v1/webhook_endpoints (localstripe has none)" in finding.found

@@ -125,12 +125,70 @@ def create_customer(email: str, name: str, user_id: int, idempotency_key: str) -
     return str(_call(client().v1.customers.create, params=params, options=options).id)
 
 
-def update_customer(customer_id: str, email: str, name: str, address: dict[str, str] | None) -> None:
-    """Keep Stripe's copy of the customer's contact details in step with ours."""
-    params: dict[str, Any] = {"email": email, "name": name}
+def update_customer(
+    customer_id: str,
+    email: str,
+    name: str,
+    address: dict[str, str] | None,
+    company: str | None = None,
+) -> None:
+    """Keep Stripe's copy of the customer's contact details in step with ours.
+
+    Since API 2025-09-30 a Customer has ``business_name`` and ``individual_name`` besides ``name``
+    (which Stripe shows on receipts and in the Dashboard). The company goes to ``business_name``
+    ("" clears it), the person to ``individual_name``, and ``name`` is the company when there is
+    one, else the person: the order Stripe itself uses when it fills ``name`` in.
+    """
+    params: dict[str, Any] = {
+        "email": email,
+        "name": company or name,
+        "business_name": company or "",
+        "individual_name": name,
+    }
     if address:
         params["address"] = address
     _call(client().v1.customers.update, customer_id, params=params)
+
+
+@dataclass(frozen=True)
+class TaxIdInfo:
+    id: str
+    type: str  # Stripe's type: eu_vat, gb_vat, ch_uid, us_ein, ca_bn, au_abn, ...
+    value: str
+
+
+def list_customer_tax_ids(customer_id: str) -> list[TaxIdInfo]:
+    """The tax IDs Stripe holds for a customer (``GET /v1/customers/{id}/tax_ids``)."""
+    pages = _call(client().v1.customers.tax_ids.list, customer_id)  # pages of 10 (localstripe: no limit)
+    return [_tax_id_info(tax_id) for tax_id in pages.auto_paging_iter()]
+
+
+def create_customer_tax_id(customer_id: str, kind: str, value: str, idempotency_key: str) -> TaxIdInfo:
+    """Add a tax ID to a customer (``POST /v1/customers/{id}/tax_ids``).
+
+    :raises PaymentRejected: Stripe refused it (a type or value it does not accept).
+    """
+    tax_id = _call(
+        client().v1.customers.tax_ids.create,
+        customer_id,
+        params={"type": kind, "value": value},
+        options={"idempotency_key": idempotency_key},
+    )
+    return _tax_id_info(tax_id)
+
+
+def delete_customer_tax_id(customer_id: str, tax_id: str) -> None:
+    """Remove a tax ID from a customer; one already gone is the outcome we wanted."""
+    try:
+        _call(client().v1.customers.tax_ids.delete, customer_id, tax_id)
+    except PaymentRejected as exc:
+        if not exc.not_found:
+            raise
+
+
+def _tax_id_info(tax_id: Any) -> TaxIdInfo:
+    data = tax_id.to_dict()
+    return TaxIdInfo(id=str(data["id"]), type=str(data["type"]), value=str(data["value"]))
 
 
 def create_setup_intent(customer_id: str, idempotency_key: str) -> SetupIntentInfo:
@@ -367,3 +425,40 @@ def detach_card(payment_method_id: str) -> None:
     except PaymentRejected as exc:
         if not exc.not_found:
             raise
+
+
+@dataclass(frozen=True)
+class WebhookEndpointInfo:
+    id: str
+    url: str
+    status: str  # "enabled" or "disabled"
+    enabled_events: tuple[str, ...]  # ("*",): every event
+
+
+def list_webhook_endpoints() -> list[WebhookEndpointInfo]:
+    """The account's webhook endpoints (``GET /v1/webhook_endpoints``), for ``dicomportal check``.
+
+    :raises PaymentRejected: not found, when the server has no such API (localstripe answers 404).
+    :raises GatewayUnavailable: Stripe could not be reached; GatewayMisconfigured: it refused our key.
+    """
+
+    def every_endpoint() -> list[WebhookEndpointInfo]:
+        try:
+            pages = client().v1.webhook_endpoints.list(params={"limit": 100}).auto_paging_iter()
+            return [_webhook_endpoint_info(endpoint) for endpoint in pages]
+        except stripe.APIError as exc:
+            if exc.http_status == 404:  # answered here, before _call sorts it as an outage
+                raise PaymentRejected("no /v1/webhook_endpoints here", None, 404) from exc
+            raise
+
+    return list(_call(every_endpoint))
+
+
+def _webhook_endpoint_info(endpoint: Any) -> WebhookEndpointInfo:
+    data = endpoint.to_dict()
+    return WebhookEndpointInfo(
+        id=str(data["id"]),
+        url=str(data.get("url") or ""),
+        status=str(data.get("status") or ""),
+        enabled_events=tuple(str(event) for event in data.get("enabled_events") or ()),
+    )

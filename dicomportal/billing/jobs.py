@@ -1,6 +1,6 @@
 """Billing's scheduled work (registered with :mod:`dicomportal.jobs`): reconcile interrupted
-payments, renew due subscriptions, give stranded invoices a retry, dunning retries, and expiry of
-first payments abandoned at 3-D Secure.
+payments, renew due subscriptions, give stranded invoices a retry, dunning retries, expiry of
+first payments abandoned at 3-D Secure, and billing details not yet copied to the Stripe customer.
 
 What goes wrong is sorted: Stripe unreachable -> the item is ``deferred`` (its payment stays
 pending and the pass makes no more Stripe calls); Stripe refusing for good -> the payment is
@@ -28,7 +28,7 @@ from flask import current_app
 from sqlalchemy import and_, exists, or_, select, update
 
 from dicomportal import clock, jobs
-from dicomportal.billing import collection, pause, refunds, retention, subscriptions
+from dicomportal.billing import collection, pause, profiles, refunds, retention, subscriptions
 from dicomportal.billing.errors import ChargeInProgress, GatewayUnavailable, RateLimited
 from dicomportal.extensions import db
 from dicomportal.models import (
@@ -348,4 +348,24 @@ def purge_after_restore_window() -> Counter[str]:
             run.counts["purged" if retention.purge_after_window(subscription_id) else "skipped"] += 1
 
         run.each(retention.due_for_purge(), purge_one, "subscription")
+    return run.counts
+
+
+@jobs.job("mirror_billing_details", order=70)
+def mirror_billing_details() -> Counter[str]:
+    """Copy saved billing details (company, address, tax ID) to Stripe customers where the copy made
+    at saving failed: Stripe down (``deferred``, tried next pass) or refusing (``errors``, with
+    backoff and the reason on the profile). The copies run in the Stripe pool."""
+    with BillingRun("mirror_billing_details") as run:
+
+        def mirror(profile_id: int) -> str:
+            outcome = run.call_stripe(
+                lambda: profiles.mirror_to_stripe(profile_id), f"billing profile {profile_id}"
+            )
+            return "deferred" if outcome is None else str(outcome)
+
+        def hand_over(profile_id: int) -> None:
+            run.submit(lambda: mirror(profile_id), profile_id, "billing profile")
+
+        run.each(profiles.profiles_due_for_mirror(), hand_over, "billing profile", settles=False)
     return run.counts

@@ -129,5 +129,6 @@ HANDLERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "payment_intent.payment_failed": payment_intent_changed,
     "payment_intent.requires_action": payment_intent_changed,
     "payment_intent.canceled": payment_intent_changed,
+    "payment_intent.processing": payment_intent_changed,
     "customer.deleted": customer_deleted,
 }

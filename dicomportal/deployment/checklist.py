@@ -20,6 +20,9 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
+from dicomportal.billing import gateway
+from dicomportal.billing.errors import GatewayMisconfigured, GatewayUnavailable, PaymentRejected
+from dicomportal.billing.webhook_events import ENDPOINT_PATH, missing_events
 from dicomportal.deployment.safety import (
     PUBLIC_STRIPE_KEYS,
     is_live_key,
@@ -150,6 +153,61 @@ def check_webhook_secret(app: Flask) -> list[Finding]:
             warn("STRIPE_WEBHOOK_SECRET", "does not look like a Stripe signing secret (whsec_...).", todo)
         ]
     return [ok("STRIPE_WEBHOOK_SECRET", "set (not a published value)")]
+
+
+WEBHOOK_ENDPOINT = "webhook_endpoint"
+
+
+def check_webhook_endpoint(app: Flask) -> list[Finding]:
+    """Stripe's webhook endpoints, read with the secret key: one must point at BASE_URL/webhooks/stripe,
+    be enabled and receive every event in ``billing.webhook_events.REQUIRED_EVENTS``. A problem
+    FAILs with a live key and WARNs with a test key (no real payment is taken)."""
+    secret = str(app.config.get("STRIPE_SECRET_KEY") or "")
+    base = str(app.config.get("STRIPE_API_BASE") or "")
+    url = str(app.config.get("BASE_URL") or "").rstrip("/") + ENDPOINT_PATH
+    if not secret.startswith(("sk_", "rk_")) or (secret in PUBLIC_STRIPE_KEYS and not base):
+        found = "not checked: no Stripe secret key of yours to read the webhook endpoints with."
+        return [warn(WEBHOOK_ENDPOINT, found, "set STRIPE_SECRET_KEY and run the check again.")]
+    problem = fail if is_live_key(secret) else warn
+    cannot = "cannot read the webhook endpoints"
+    try:
+        endpoints = gateway.list_webhook_endpoints()
+    except PaymentRejected as exc:
+        if exc.not_found:
+            found = f"{cannot}: {base or 'Stripe'} has no /v1/webhook_endpoints (localstripe has none)."
+            todo = f"with your Stripe keys, check again that {url} receives the events README lists."
+            return [warn(WEBHOOK_ENDPOINT, found, todo)]
+        return [problem(WEBHOOK_ENDPOINT, f"{cannot}: Stripe refused ({exc}).", "check STRIPE_SECRET_KEY.")]
+    except GatewayMisconfigured as exc:
+        todo = "use the account's secret key (a restricted key needs read access to Webhook Endpoints)."
+        return [problem(WEBHOOK_ENDPOINT, f"{cannot}: {exc}", todo)]
+    except GatewayUnavailable as exc:
+        found = f"{cannot}: Stripe does not answer ({exc})"
+        todo = "let this machine reach api.stripe.com (HTTPS), or check STRIPE_API_BASE."
+        return [problem(WEBHOOK_ENDPOINT, found, todo)]
+    return [endpoint_finding(endpoints, url, problem)]
+
+
+def endpoint_finding(
+    endpoints: list[gateway.WebhookEndpointInfo], url: str, problem: Callable[[str, str, str], Finding]
+) -> Finding:
+    """What the account's webhook endpoints mean for the portal's, ``url``."""
+    ours = [endpoint for endpoint in endpoints if endpoint.url.rstrip("/") == url]
+    if not ours:
+        others = ", ".join(endpoint.url for endpoint in endpoints) or "none"
+        found = f"no endpoint points at {url} (the account has: {others}): payments finished "
+        found += "outside the page, refunds and disputes never reach the portal."
+        todo = f"in the Stripe Dashboard (Developers > Webhooks) add {url} with the events README lists."
+        return problem(WEBHOOK_ENDPOINT, found, todo)
+    enabled = [endpoint for endpoint in ours if endpoint.status == "enabled"]
+    if not enabled:
+        found = f"{url} is disabled at Stripe: no event reaches the portal."
+        return problem(WEBHOOK_ENDPOINT, found, "enable it in the Stripe Dashboard (Developers > Webhooks).")
+    missing = missing_events({event for endpoint in enabled for event in endpoint.enabled_events})
+    if missing:
+        found = f"{url} does not receive {', '.join(missing)}."
+        return problem(WEBHOOK_ENDPOINT, found, "add these events to the endpoint in the Stripe Dashboard.")
+    return ok(WEBHOOK_ENDPOINT, f"{url} is enabled and receives every event the portal needs")
 
 
 def check_demo_mode(app: Flask) -> list[Finding]:
@@ -345,6 +403,7 @@ CHECKS: list[Check] = [
     check_secret_key,
     check_webhook_secret,
     check_stripe_keys,
+    check_webhook_endpoint,
     check_demo_mode,
     check_https,
     check_proxy,

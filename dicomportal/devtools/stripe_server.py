@@ -157,6 +157,36 @@ def index_store_by_type(resources: Any) -> None:
     rebuild(resources.store)
 
 
+def know_customer_names(resources: Any) -> None:
+    """Teach localstripe the Customer's ``business_name`` and ``individual_name`` (added to Stripe's
+    API on 2025-09-30; localstripe predates them and refuses them with 400), stored and returned
+    like ``name``, an empty string clearing one as at Stripe. Only these two fields: localstripe
+    otherwise stays as strict as it is."""
+    customer = resources.Customer
+    create = customer.__init__
+
+    def init(self: Any, business_name: Any = None, individual_name: Any = None, **kwargs: Any) -> None:
+        for value in (business_name, individual_name):
+            if value is not None and not isinstance(value, str):
+                raise resources.UserError(400, "Bad request")
+        create(self, **kwargs)
+        self.business_name, self.individual_name = business_name or None, individual_name or None
+
+    update = customer._update
+
+    def update_names(self: Any, **data: Any) -> None:
+        names = {field: data.pop(field) for field in ("business_name", "individual_name") if field in data}
+        if not all(isinstance(value, str) for value in names.values()):
+            raise resources.UserError(400, "Bad request")
+        update(self, **data)  # its own checks first: a refused update changes nothing
+        for field, value in names.items():
+            setattr(self, field, value or None)
+
+    customer.__init__ = init
+    customer._update = update_names
+    customer.business_name = customer.individual_name = None  # customers pickled before this patch
+
+
 def serve(host: str = "127.0.0.1", port: int = 8420, state_file: Path | None = None) -> None:
     """Serve localstripe in this process until interrupted (SIGINT or SIGTERM).
 
@@ -178,6 +208,7 @@ def serve(host: str = "127.0.0.1", port: int = 8420, state_file: Path | None = N
     # localstripe pickles its whole store to /tmp/localstripe.pickle on every change: never do that.
     resources.Store.dump_to_disk = lambda self: None
     index_store_by_type(resources)
+    know_customer_names(resources)
     if state_file is not None:
         keep_store_in(server.app, resources.store, state_file)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

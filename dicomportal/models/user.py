@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, String, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -89,6 +89,14 @@ class BillingProfile(db.Model):  # type: ignore[name-defined,misc]
     tax_id: Mapped[str | None] = mapped_column(String(50))
     tax_id_type: Mapped[str | None] = mapped_column(String(20))
     tax_id_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Bumped whenever the tax ID changes: part of the idempotency key of its creation at Stripe, so
+    # a number set again later is created again rather than answered with the first (deleted) one.
+    tax_id_revision: Mapped[int] = mapped_column(default=0, server_default="0")
+    # The Stripe customer mirrors these details (company, tax ID): the tax ID's id there, whether a
+    # saved change still has to be copied (the worker retries it), and why the last copy failed.
+    stripe_tax_id: Mapped[str | None] = mapped_column(String(50))
+    stripe_mirror_due: Mapped[bool] = mapped_column(default=False, server_default=false(), index=True)
+    stripe_mirror_error: Mapped[str | None] = mapped_column(String(500))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     user: Mapped[User] = relationship(back_populates="billing_profile")

@@ -29,8 +29,11 @@
     return Stripe(form.dataset.publishableKey);
   }
 
-  // Apple Pay / Google Pay, only where Stripe.js offers it and the browser has a wallet.
-  function offerWallet(stripe, elements, form, done) {
+  // Apple Pay / Google Pay, only where Stripe.js offers it (real Stripe.js; localstripe's has no
+  // paymentRequest) and canMakePayment() finds a wallet. The wallet's card goes the typed card's
+  // way: the same SetupIntent confirmed by Stripe.js, then the same POST of its id (done). The
+  // wallet's sheet is closed (complete) before any 3-D Secure dialog, as Stripe's guide does it.
+  function offerWallet(stripe, elements, form, start, done) {
     if (typeof stripe.paymentRequest !== "function") return;
     var request = stripe.paymentRequest({
       country: form.dataset.country, currency: form.dataset.currency,
@@ -40,13 +43,18 @@
       if (!result) return;
       elements.create("paymentRequestButton", {paymentRequest: request}).mount("#wallet-button");
       document.getElementById("wallet").hidden = false;
-    });
+    }, function () { /* no wallet here: the card form alone */ });
     request.on("paymentmethod", function (event) {
-      stripe.confirmCardSetup(form.dataset.clientSecret, {payment_method: event.paymentMethod.id})
+      if (!start()) { event.complete("fail"); return; }
+      var secret = form.dataset.clientSecret;
+      var failed = function (error) { event.complete("fail"); done({error: error}); };
+      stripe.confirmCardSetup(secret, {payment_method: event.paymentMethod.id}, {handleActions: false})
         .then(function (result) {
-          event.complete(result.error ? "fail" : "success");
-          done(result);
-        });
+          if (result.error) { failed(result.error); return; }
+          event.complete("success");
+          if (result.setupIntent.status !== "requires_action") { done(result); return; }
+          stripe.confirmCardSetup(secret).then(done, function (error) { done({error: error}); });
+        }, failed);
     });
   }
 
@@ -72,18 +80,25 @@
       form.submit(); // a plain POST with the CSRF token and the SetupIntent id, nothing else
     }
 
-    form.addEventListener("submit", function (event) {
-      event.preventDefault();
-      if (busy) return; // the server, not this flag, makes sure there is only one charge
+    // One confirmation at a time, typed card or wallet (the server, not this flag, makes sure
+    // there is only one charge).
+    function start() {
+      if (busy) return false;
       busy = true;
       setBusy(button, true);
       region.textContent = "";
+      return true;
+    }
+
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      if (!start()) return;
       var name = document.getElementById("cardholder-name").value;
       stripe.confirmCardSetup(form.dataset.clientSecret, {
         payment_method: {card: card, billing_details: {name: name}}
       }).then(done, function (error) { done({error: error}); });
     });
-    offerWallet(stripe, elements, form, done);
+    offerWallet(stripe, elements, form, start, done);
     if (region.textContent.trim()) region.focus();
   }
 

@@ -137,7 +137,9 @@ def test_new_details_reach_stripe_and_only_later_invoices(
 
     assert response.status_code == 303
     customer = stripe_client(app).v1.customers.retrieve(user.stripe_customer_id or "")
-    assert (customer.name, customer.email) == ("Ada Byte", user.email)
+    # A company's name is the customer's name at Stripe; the person is its individual_name.
+    assert (customer.name, customer.email) == ("Byte Imaging Ltd", user.email)
+    assert customer.to_dict().get("individual_name") == "Ada Byte"
     assert (customer.address.line1, customer.address.city, customer.address.country) == (
         "10 Downing Street",
         "London",

@@ -32,7 +32,7 @@ def test_saving_billing_details_updates_stripes_copy_of_the_customer(
 
     assert profile.tax_id_type == "eu_vat" and profile.company == "Byte Radiology GmbH"
     customer = stripe_client(app).v1.customers.retrieve(user.stripe_customer_id)
-    assert customer.name == "Dr Ada Byte"
+    assert customer.individual_name == "Dr Ada Byte" and customer.name == "Byte Radiology GmbH"
     assert customer.address.city == "Berlin" and customer.address.country == "DE"
 
 
