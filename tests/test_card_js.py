@@ -14,9 +14,16 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.environment import require
+
 ROOT = Path(__file__).resolve().parents[1]
 NODE = shutil.which("node")
-pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed: card.js not run")
+
+
+@pytest.fixture(autouse=True)
+def _node() -> None:
+    require(NODE is not None, "node is not installed: card.js not run")
+
 
 SUCCEEDED = {"error": None, "setupIntent": {"id": "seti_1", "status": "succeeded"}}
 
