@@ -170,9 +170,12 @@ def serve(host: str = "127.0.0.1", port: int = 8420, state_file: Path | None = N
     from aiohttp import web
     from localstripe import resources, server
 
+    from dicomportal.devtools import localstripe_disputes
+
     # localstripe pickles its whole store to /tmp/localstripe.pickle on every change: never do that.
     resources.Store.dump_to_disk = lambda self: None
     index_store_by_type(resources)
+    localstripe_disputes.install(resources, server.app)
     if state_file is not None:
         keep_store_in(server.app, resources.store, state_file)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
