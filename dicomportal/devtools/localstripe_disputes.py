@@ -6,7 +6,7 @@
   submit) and ``POST /v1/disputes/{id}/close`` (accept the dispute: it is lost);
 - ``GET /v1/radar/early_fraud_warnings/{id}`` and ``GET /v1/radar/early_fraud_warnings``;
 - test-only routes that play the card networks' part: ``POST /_config/disputes`` (a dispute on an
-  existing charge or PaymentIntent, with a reason), ``POST /_config/disputes/{id}`` (its status
+  existing charge or PaymentIntent, with a reason and optionally an amount and an evidence deadline), ``POST /_config/disputes/{id}`` (its status
   becomes ``under_review``, ``won`` or ``lost``) and ``POST /_config/early_fraud_warnings``.
 
 Each change schedules the signed webhook events Stripe sends (``charge.dispute.created``,
@@ -221,8 +221,10 @@ def _add_routes(resources: Any, app: Any, dispute_class: Any, warning_class: Any
         charge = _charge_of(resources, data.get("charge"), data.get("payment_intent"))
         if _dispute_on(charge.id) is not None:
             raise UserError(400, f"Charge {charge.id} is already disputed.")
-        amount = data.get("amount")
+        amount, due_by = data.get("amount"), data.get("evidence_due_by")
         dispute = dispute_class(charge, reason, status, int(amount) if amount else None)
+        if due_by:
+            dispute.evidence_details["due_by"] = int(due_by)
         _event(resources, "charge.dispute.created", dispute)
         if status == "needs_response":
             dispute._move(-dispute.amount, DISPUTE_FEE, f"Chargeback withdrawal for {charge.id}")
