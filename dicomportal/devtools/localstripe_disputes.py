@@ -6,8 +6,11 @@
   submit) and ``POST /v1/disputes/{id}/close`` (accept the dispute: it is lost);
 - ``GET /v1/radar/early_fraud_warnings/{id}`` and ``GET /v1/radar/early_fraud_warnings``;
 - test-only routes that play the card networks' part: ``POST /_config/disputes`` (a dispute on an
-  existing charge or PaymentIntent, with a reason and optionally an amount and an evidence deadline), ``POST /_config/disputes/{id}`` (its status
-  becomes ``under_review``, ``won`` or ``lost``) and ``POST /_config/early_fraud_warnings``.
+  existing ``charge`` or ``payment_intent``, with a ``reason``, optionally an ``amount``, a
+  ``status`` of ``needs_response`` or ``warning_needs_response`` (an inquiry) and an
+  ``evidence_due_by``), ``POST /_config/disputes/{id}`` (its ``status`` becomes ``under_review``,
+  ``won`` or ``lost``) and ``POST /_config/early_fraud_warnings`` (``charge`` or
+  ``payment_intent``, ``fraud_type``).
 
 Each change schedules the signed webhook events Stripe sends (``charge.dispute.created``,
 ``.funds_withdrawn``, ``.updated``, ``.closed``, ``.funds_reinstated``,
