@@ -41,6 +41,7 @@ from dicomportal.models import (
 from tests.billing.test_webhooks import deliver
 from tests.helpers.auth import AuthActions
 from tests.helpers.mail import SmtpSink
+from tests.helpers.pdf import pdf_text
 from tests.helpers.stripe import stripe_client
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "stripe_fixtures3.json"
@@ -403,3 +404,24 @@ def test_a_warning_that_became_a_dispute_is_not_refunded(
     assert answered.exit_code != 0 and "no longer actionable" in answered.output
     assert stripe_refunds(app, invoice) == []
     assert db.session.scalar(select(EarlyFraudWarning.actionable)) is False
+
+
+def test_the_invoice_pdf_says_disputed_while_open_and_paid_again_once_won(
+    app: Flask,
+    client: FlaskClient,
+    make_customer: Callable[..., User],
+    subscribe: Callable[..., Subscription],
+) -> None:
+    invoice = paid_invoice(make_customer, subscribe)
+    AuthActions(client).login(invoice.user.email)
+    before = pdf_text(client.get(f"/billing/invoices/{invoice.id}/pdf").data)
+    dispute = open_dispute(app, invoice)
+    assert deliver(client, dispute_event("charge.dispute.created", dispute, "evt_dp_1")) == 200
+
+    disputed = pdf_text(client.get(f"/billing/invoices/{invoice.id}/pdf").data)
+    at_stripe(app, f"/_config/disputes/{dispute['id']}", status="won")
+    assert deliver(client, dispute_event("charge.dispute.closed", dispute, "evt_dp_2")) == 200
+    won = pdf_text(client.get(f"/billing/invoices/{invoice.id}/pdf").data)
+
+    assert "DISPUTED" in disputed and "Your bank has disputed this payment" in disputed
+    assert "DISPUTED" not in before and "PAID" in before and won == before
