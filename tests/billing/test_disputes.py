@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from dicomportal.billing import refunds, subscriptions
 from dicomportal.billing.money import format_money
 from dicomportal.billing.refunds import ChargeDisputed
 from dicomportal.billing.summary import first_invoice
+from dicomportal.devtools.stripe_server import LocalStripe
 from dicomportal.extensions import db
 from dicomportal.mail import jobs as mail_jobs
 from dicomportal.models import (
@@ -34,12 +36,14 @@ from dicomportal.models import (
     Invoice,
     InvoiceStatus,
     Role,
+    StripeEvent,
     Subscription,
     SubscriptionStatus,
     User,
 )
 from tests.billing.test_webhooks import deliver
 from tests.helpers.auth import AuthActions
+from tests.helpers.environment import WEBHOOK_SECRET
 from tests.helpers.mail import SmtpSink
 from tests.helpers.pdf import pdf_text
 from tests.helpers.stripe import stripe_client
@@ -425,3 +429,45 @@ def test_the_invoice_pdf_says_disputed_while_open_and_paid_again_once_won(
 
     assert "DISPUTED" in disputed and "Your bank has disputed this payment" in disputed
     assert "DISPUTED" not in before and "PAID" in before and won == before
+
+
+def wait_for(check: Callable[[], bool], seconds: float = 15.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        db.session.rollback()  # see what the server's requests committed
+        if check():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_localstripe_sends_a_disputes_signed_events_and_the_portal_records_them(
+    app: Flask,
+    live_server: str,
+    stripe_server: LocalStripe,
+    make_customer: Callable[..., User],
+    subscribe: Callable[..., Subscription],
+) -> None:
+    """End to end: our localstripe extension schedules the events, signed, to the running portal."""
+    invoice = paid_invoice(make_customer, subscribe)
+    stripe_server.register_webhook(f"{live_server}/webhooks/stripe", WEBHOOK_SECRET, name="disputes-test")
+    try:
+        dispute = open_dispute(app, invoice)
+
+        def status() -> str | None:
+            return db.session.scalar(select(Dispute.status).where(Dispute.stripe_dispute_id == dispute["id"]))
+
+        assert wait_for(lambda: status() == "needs_response")
+        at_stripe(app, f"/_config/disputes/{dispute['id']}", status="lost")
+        assert wait_for(lambda: status() == "lost")
+    finally:  # later tests' events must not reach a server that is gone
+        stripe_server.register_webhook("http://127.0.0.1:9/", WEBHOOK_SECRET, name="disputes-test")
+
+    db.session.refresh(invoice)
+    assert invoice.amount_lost_cents == invoice.total_cents + DISPUTE_FEE
+    received = db.session.scalars(select(StripeEvent.type).where(StripeEvent.type.like("charge.dispute.%")))
+    assert set(received) == {
+        "charge.dispute.created",
+        "charge.dispute.funds_withdrawn",
+        "charge.dispute.closed",
+    }
