@@ -5,13 +5,12 @@ from __future__ import annotations
 import importlib.util
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import click
 from flask import Flask
 from flask.cli import FlaskGroup, with_appcontext
 
-from dicomportal.models import Role
+from dicomportal.models import Dispute, EarlyFraudWarning, Role
 
 
 def build_cli() -> FlaskGroup:
@@ -262,10 +261,11 @@ def disputes_command(warnings: bool) -> None:
         click.echo("  " + _dispute_line(dispute, disputes.days_left(dispute, now)))
 
 
-def _dispute_line(dispute: Any, days: int | None) -> str:
+def _dispute_line(dispute: Dispute, days: int | None) -> str:
     from dicomportal.billing.money import format_money
 
     invoice = dispute.invoice
+    assert invoice is not None  # open_disputes() lists only disputes of our invoices
     if dispute.evidence_due_by is None or days is None:
         due = "no evidence deadline"
     else:
@@ -277,7 +277,7 @@ def _dispute_line(dispute: Any, days: int | None) -> str:
     )
 
 
-def _echo_fraud_warnings(found: list[Any]) -> None:
+def _echo_fraud_warnings(found: list[EarlyFraudWarning]) -> None:
     from dicomportal.billing.money import format_money
 
     if not found:
@@ -285,6 +285,7 @@ def _echo_fraud_warnings(found: list[Any]) -> None:
         return
     click.echo(f"{len(found)} actionable early fraud warning(s), oldest first:")
     for warning in found:
+        assert warning.payment is not None  # only warnings about our payments are recorded
         invoice = warning.payment.invoice
         click.echo(
             f"  {warning.stripe_id}  {format_money(invoice.amount_paid_cents, invoice.currency)}  "

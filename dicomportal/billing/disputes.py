@@ -115,7 +115,10 @@ def record_dispute(info: gateway.DisputeInfo) -> Dispute | None:
     if payment is None:
         log.info("dispute %s is about charge %s, not one of our payments: ignored", info.id, info.charge)
         return None
-    status = DisputeStatus(info.status)
+    try:
+        status = DisputeStatus(info.status)
+    except ValueError as exc:  # stored on the event (and retried by Stripe) for an operator to see
+        raise ValueError(f"dispute {info.id} has status {info.status!r}, unknown to this version") from exc
     row: Dispute = _find_or_add(
         Dispute,
         Dispute.stripe_dispute_id,
@@ -128,13 +131,7 @@ def record_dispute(info: gateway.DisputeInfo) -> Dispute | None:
         status=status,
         created_at=info.created,
     )
-    row.stripe_charge_id, row.stripe_payment_intent_id = info.charge, payment.stripe_payment_intent_id
-    row.payment_id, row.invoice_id = payment.id, payment.invoice_id
-    row.amount_cents, row.currency, row.reason, row.status = info.amount, info.currency, info.reason, status
-    row.evidence_due_by = info.evidence_due_by
-    row.funds_withdrawn_cents, row.fee_cents = info.funds_withdrawn, info.fee
-    row.funds_reinstated_cents = info.funds_reinstated
-    row.closed_at = None if row.is_open else (row.closed_at or clock.now())
+    _copy_dispute(info, payment, row)
     invoice = payment.invoice
     invoice.dispute_status, invoice.amount_lost_cents = status.value, row.lost_cents
     db.session.flush()
@@ -153,6 +150,17 @@ def record_dispute(info: gateway.DisputeInfo) -> Dispute | None:
         notices.dispute_changed(row, invoice)
     db.session.commit()
     return row
+
+
+def _copy_dispute(info: gateway.DisputeInfo, payment: Payment, row: Dispute) -> None:
+    """Make ``row`` say what Stripe says now (closed_at: when we first saw it closed)."""
+    row.stripe_charge_id, row.stripe_payment_intent_id = info.charge, payment.stripe_payment_intent_id
+    row.payment_id, row.invoice_id = payment.id, payment.invoice_id
+    row.amount_cents, row.currency, row.reason = info.amount, info.currency, info.reason
+    row.status, row.evidence_due_by = DisputeStatus(info.status), info.evidence_due_by
+    row.funds_withdrawn_cents, row.fee_cents = info.funds_withdrawn, info.fee
+    row.funds_reinstated_cents = info.funds_reinstated
+    row.closed_at = None if row.is_open else (row.closed_at or clock.now())
 
 
 def record_early_fraud_warning(info: gateway.EarlyFraudWarningInfo) -> EarlyFraudWarning | None:

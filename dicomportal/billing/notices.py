@@ -155,6 +155,9 @@ DISPUTE_HEADLINES = {
     "warning_closed": "Inquiry closed",
     "needs_response": "Dispute needs a response",
     "under_review": "Dispute under review",
+    "appeal_needs_response": "Dispute appeal needs a response",
+    "appeal_under_review": "Dispute appeal under review",
+    "prevented": "Dispute prevented",
     "won": "Dispute won",
     "lost": "Dispute lost",
 }

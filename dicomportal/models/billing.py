@@ -262,7 +262,14 @@ class Invoice(db.Model):  # type: ignore[name-defined,misc]
 
 # Stripe's open dispute statuses (DisputeStatus in models/disputes.py, which imports this module).
 DISPUTE_OPEN_VALUES = frozenset(
-    {"warning_needs_response", "warning_under_review", "needs_response", "under_review"}
+    {
+        "warning_needs_response",
+        "warning_under_review",
+        "needs_response",
+        "under_review",
+        "appeal_needs_response",
+        "appeal_under_review",
+    }
 )
 
 

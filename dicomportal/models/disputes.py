@@ -15,13 +15,18 @@ from dicomportal.models.types import UTCDateTime, utcnow, value_enum
 
 
 class DisputeStatus(enum.StrEnum):
-    """Stripe's dispute statuses. ``warning_*`` is an inquiry (no money moved yet)."""
+    """Stripe's dispute statuses (API 2026-10-28). ``warning_*`` is an inquiry (no money moved
+    yet); ``appeal_*`` is our appeal of a decision, still undecided; ``prevented`` was resolved
+    before it became a dispute."""
 
     WARNING_NEEDS_RESPONSE = "warning_needs_response"
     WARNING_UNDER_REVIEW = "warning_under_review"
     WARNING_CLOSED = "warning_closed"
     NEEDS_RESPONSE = "needs_response"
     UNDER_REVIEW = "under_review"
+    APPEAL_NEEDS_RESPONSE = "appeal_needs_response"
+    APPEAL_UNDER_REVIEW = "appeal_under_review"
+    PREVENTED = "prevented"
     WON = "won"
     LOST = "lost"
 
@@ -32,11 +37,16 @@ OPEN_DISPUTE_STATUSES = frozenset(
         DisputeStatus.WARNING_UNDER_REVIEW,
         DisputeStatus.NEEDS_RESPONSE,
         DisputeStatus.UNDER_REVIEW,
+        DisputeStatus.APPEAL_NEEDS_RESPONSE,
+        DisputeStatus.APPEAL_UNDER_REVIEW,
     }
 )
 
 
-_OPEN_SQL = "status IN ('warning_needs_response', 'warning_under_review', 'needs_response', 'under_review')"
+_OPEN_SQL = (
+    "status IN ('warning_needs_response', 'warning_under_review', 'needs_response', 'under_review', "
+    "'appeal_needs_response', 'appeal_under_review')"
+)
 
 
 class Dispute(db.Model):  # type: ignore[name-defined,misc]
@@ -85,11 +95,6 @@ class Dispute(db.Model):  # type: ignore[name-defined,misc]
     def is_open(self) -> bool:
         """Stripe (or the bank) has not decided yet: evidence may still be due."""
         return self.status in OPEN_DISPUTE_STATUSES
-
-    @property
-    def is_inquiry(self) -> bool:
-        """An inquiry (``warning_*``): the bank asks questions, no money has moved."""
-        return self.status.value.startswith("warning_")
 
     @property
     def lost_cents(self) -> int:

@@ -28,7 +28,7 @@ def upgrade():
     sa.Column('amount_cents', sa.Integer(), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('reason', sa.String(length=50), nullable=False),
-    sa.Column('status', sa.Enum('warning_needs_response', 'warning_under_review', 'warning_closed', 'needs_response', 'under_review', 'won', 'lost', name='disputestatus', native_enum=False, length=30), nullable=False),
+    sa.Column('status', sa.Enum('warning_needs_response', 'warning_under_review', 'warning_closed', 'needs_response', 'under_review', 'appeal_needs_response', 'appeal_under_review', 'prevented', 'won', 'lost', name='disputestatus', native_enum=False, length=30), nullable=False),
     sa.Column('evidence_due_by', sa.DateTime(timezone=True), nullable=True),
     sa.Column('funds_withdrawn_cents', sa.Integer(), nullable=False),
     sa.Column('fee_cents', sa.Integer(), nullable=False),
@@ -45,7 +45,7 @@ def upgrade():
     )
     with op.batch_alter_table('disputes', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_disputes_invoice_id'), ['invoice_id'], unique=False)
-        batch_op.create_index('ix_disputes_open_due', ['evidence_due_by', 'id'], unique=False, sqlite_where=sa.text("status IN ('warning_needs_response', 'warning_under_review', 'needs_response', 'under_review')"), postgresql_where=sa.text("status IN ('warning_needs_response', 'warning_under_review', 'needs_response', 'under_review')"))
+        batch_op.create_index('ix_disputes_open_due', ['evidence_due_by', 'id'], unique=False, sqlite_where=sa.text("status IN ('warning_needs_response', 'warning_under_review', 'needs_response', 'under_review', 'appeal_needs_response', 'appeal_under_review')"), postgresql_where=sa.text("status IN ('warning_needs_response', 'warning_under_review', 'needs_response', 'under_review', 'appeal_needs_response', 'appeal_under_review')"))
         batch_op.create_index(batch_op.f('ix_disputes_payment_id'), ['payment_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_disputes_stripe_charge_id'), ['stripe_charge_id'], unique=False)
 
@@ -92,7 +92,7 @@ def downgrade():
     with op.batch_alter_table('disputes', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_disputes_stripe_charge_id'))
         batch_op.drop_index(batch_op.f('ix_disputes_payment_id'))
-        batch_op.drop_index('ix_disputes_open_due', sqlite_where=sa.text("status IN ('warning_needs_response', 'warning_under_review', 'needs_response', 'under_review')"), postgresql_where=sa.text("status IN ('warning_needs_response', 'warning_under_review', 'needs_response', 'under_review')"))
+        batch_op.drop_index('ix_disputes_open_due', sqlite_where=sa.text("status IN ('warning_needs_response', 'warning_under_review', 'needs_response', 'under_review', 'appeal_needs_response', 'appeal_under_review')"), postgresql_where=sa.text("status IN ('warning_needs_response', 'warning_under_review', 'needs_response', 'under_review', 'appeal_needs_response', 'appeal_under_review')"))
         batch_op.drop_index(batch_op.f('ix_disputes_invoice_id'))
 
     op.drop_table('disputes')
