@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import stripe
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
@@ -474,3 +475,48 @@ def test_localstripe_sends_a_disputes_signed_events_and_the_portal_records_them(
         "charge.dispute.funds_withdrawn",
         "charge.dispute.closed",
     }
+
+
+# --- the localstripe extension itself ---------------------------------------------------------------
+
+CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2035, "cvc": "123"}
+
+
+def paid_at(api: stripe.StripeClient) -> Any:
+    customer = api.v1.customers.create(params={"email": "kept@example.com"})
+    card = api.v1.payment_methods.create(params={"type": "card", "card": CARD})
+    api.v1.payment_methods.attach(card.id, params={"customer": customer.id})
+    params = {"amount": 1900, "currency": "usd", "customer": customer.id, "payment_method": card.id}
+    return api.v1.payment_intents.create(params=params | {"confirm": True, "off_session": True})
+
+
+def config(server: LocalStripe, path: str, **data: Any) -> dict[str, Any]:
+    body = urllib.parse.urlencode(data).encode()
+    with urllib.request.urlopen(urllib.request.Request(server.api_base + path, data=body), timeout=10) as r:
+        found: dict[str, Any] = json.loads(r.read())
+    return found
+
+
+def test_localstripe_disputes_take_evidence_close_and_survive_a_restart(tmp_path: Path) -> None:
+    state = tmp_path / "localstripe.pickle"
+    with LocalStripe(state_file=state) as server:
+        api = stripe.StripeClient("sk_test_x", base_addresses={"api": server.api_base}, max_network_retries=0)
+        intent = paid_at(api)
+        opened = config(server, "/_config/disputes", payment_intent=intent.id, reason="duplicate")
+        answered = api.v1.disputes.update(
+            opened["id"], params={"evidence": {"uncategorized_text": "Two plans"}}
+        )
+        listed = api.v1.disputes.list(params={"payment_intent": intent.id})
+        with pytest.raises(stripe.InvalidRequestError) as refused:
+            api.v1.refunds.create(params={"payment_intent": intent.id})
+    with LocalStripe(state_file=state) as server:
+        api = stripe.StripeClient("sk_test_x", base_addresses={"api": server.api_base}, max_network_retries=0)
+        kept = api.v1.disputes.retrieve(opened["id"])
+        closed = api.v1.disputes.close(opened["id"])
+
+    assert opened["status"] == "needs_response" and opened["charge"] == intent.latest_charge.id
+    assert answered.status == "under_review" and answered.evidence.uncategorized_text == "Two plans"
+    assert [d.id for d in listed] == [opened["id"]]
+    assert refused.value.code == "charge_disputed"
+    assert kept.status == "under_review" and kept.balance_transactions[0].fee == DISPUTE_FEE
+    assert closed.status == "lost"
