@@ -10,7 +10,7 @@ from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from dicomportal.extensions import db
-from dicomportal.models.billing import Invoice, Payment
+from dicomportal.models.billing import DISPUTE_OPEN_VALUES, Invoice, Payment
 from dicomportal.models.types import UTCDateTime, utcnow, value_enum
 
 
@@ -31,17 +31,8 @@ class DisputeStatus(enum.StrEnum):
     LOST = "lost"
 
 
-OPEN_DISPUTE_STATUSES = frozenset(
-    {
-        DisputeStatus.WARNING_NEEDS_RESPONSE,
-        DisputeStatus.WARNING_UNDER_REVIEW,
-        DisputeStatus.NEEDS_RESPONSE,
-        DisputeStatus.UNDER_REVIEW,
-        DisputeStatus.APPEAL_NEEDS_RESPONSE,
-        DisputeStatus.APPEAL_UNDER_REVIEW,
-    }
-)
-
+# One list of the open statuses (the Invoice copy of a dispute's status reads it too).
+OPEN_DISPUTE_STATUSES = frozenset(DisputeStatus(value) for value in DISPUTE_OPEN_VALUES)
 
 _OPEN_SQL = (
     "status IN ('warning_needs_response', 'warning_under_review', 'needs_response', 'under_review', "

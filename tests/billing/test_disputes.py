@@ -221,6 +221,27 @@ def test_a_won_dispute_restores_the_invoice(
     assert row is not None and row.funds_reinstated_cents == row.funds_withdrawn_cents == invoice.total_cents
 
 
+def test_an_inquiry_shows_disputed_until_the_bank_closes_it_and_costs_nothing(
+    app: Flask,
+    client: FlaskClient,
+    make_customer: Callable[..., User],
+    subscribe: Callable[..., Subscription],
+) -> None:
+    invoice = paid_invoice(make_customer, subscribe)
+    inquiry = open_dispute(app, invoice, "unrecognized", status="warning_needs_response")
+    assert deliver(client, dispute_event("charge.dispute.created", inquiry, "evt_inq_1")) == 200
+    db.session.refresh(invoice)
+    assert invoice.is_disputed and "Disputed" in invoices_page(client, invoice.user)
+
+    at_stripe(app, f"/_config/disputes/{inquiry['id']}", status="lost")  # an inquiry just closes
+    assert deliver(client, dispute_event("charge.dispute.closed", inquiry, "evt_inq_2")) == 200
+
+    db.session.refresh(invoice)
+    assert not invoice.is_disputed and not invoice.has_lost_dispute and invoice.amount_lost_cents == 0
+    assert db.session.scalar(select(Dispute.status)) == "warning_closed"
+    assert refunds.refund_invoice(invoice.id, 100, "Goodwill").total_cents == 100
+
+
 def test_the_same_event_three_times_has_one_effect_and_sends_one_email(
     app: Flask,
     client: FlaskClient,
