@@ -13,7 +13,7 @@ from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from dicomportal import extensions
-from dicomportal.config import is_test_mode, load_config, private_sqlite_file
+from dicomportal.config import is_test_mode, load_config, private_sqlite_file, support_address
 from dicomportal.deployment.safety import refuse_unsafe_settings
 from dicomportal.extensions import csrf, db, htmx, limiter, login_manager, migrate
 
@@ -232,7 +232,11 @@ def register_template_helpers(app: Flask) -> None:
 
     @app.context_processor
     def inject_globals() -> dict[str, Any]:
-        return {"test_mode": is_test_mode(app.config), "demo_mode": app.config["DEMO_MODE"]}
+        return {
+            "test_mode": is_test_mode(app.config),
+            "demo_mode": app.config["DEMO_MODE"],
+            "support_email": support_address(app.config),
+        }
 
 
 def stripe_js_origin(app: Flask) -> str:

@@ -10,7 +10,7 @@ import click
 from flask import Flask
 from flask.cli import FlaskGroup, with_appcontext
 
-from dicomportal.models import Role
+from dicomportal.models import Dispute, EarlyFraudWarning, Role
 
 
 def build_cli() -> FlaskGroup:
@@ -234,6 +234,96 @@ def restore_command(email: str, staff_email: str | None) -> None:
     )
 
 
+@click.command("disputes")
+@click.option(
+    "--early-fraud-warnings",
+    "warnings",
+    is_flag=True,
+    help="List the actionable early fraud warnings instead (answer one with refund-fraud-warning).",
+)
+@with_appcontext
+def disputes_command(warnings: bool) -> None:
+    """List open disputes, the soonest evidence deadline first (or actionable early fraud warnings)."""
+    from dicomportal import clock
+    from dicomportal.billing import disputes
+
+    if warnings:
+        _echo_fraud_warnings(disputes.actionable_fraud_warnings())
+        return
+    found = disputes.open_disputes()
+    if not found:
+        click.echo("no open disputes")
+        return
+    now = clock.now()
+    today = now.date().isoformat()
+    click.echo(f"{len(found)} open dispute(s), soonest evidence deadline first (today is {today}):")
+    for dispute in found:
+        click.echo("  " + _dispute_line(dispute, disputes.days_left(dispute, now)))
+
+
+def _dispute_line(dispute: Dispute, days: int | None) -> str:
+    from dicomportal.billing.money import format_money
+
+    invoice = dispute.invoice
+    assert invoice is not None  # open_disputes() lists only disputes of our invoices
+    if dispute.evidence_due_by is None or days is None:
+        due = "no evidence deadline"
+    else:
+        left = "due today" if days == 0 else f"{days} days left" if days > 0 else f"{-days} days overdue"
+        due = f"evidence due {dispute.evidence_due_by.date().isoformat()} ({left})"
+    return (
+        f"{dispute.stripe_dispute_id}  {format_money(dispute.amount_cents, dispute.currency)}  "
+        f"{dispute.reason}  {dispute.status.value}  {invoice.user.email}  {invoice.number}  {due}"
+    )
+
+
+def _echo_fraud_warnings(found: list[EarlyFraudWarning]) -> None:
+    from dicomportal.billing.money import format_money
+
+    if not found:
+        click.echo("no actionable early fraud warnings")
+        return
+    click.echo(f"{len(found)} actionable early fraud warning(s), oldest first:")
+    for warning in found:
+        assert warning.payment is not None  # only warnings about our payments are recorded
+        invoice = warning.payment.invoice
+        click.echo(
+            f"  {warning.stripe_id}  {format_money(invoice.amount_paid_cents, invoice.currency)}  "
+            f"{warning.fraud_type}  {invoice.user.email}  {invoice.number}  "
+            f"reported {warning.created_at.date().isoformat()}"
+        )
+    click.echo("refund one in full with: dicomportal refund-fraud-warning ISSFR_ID --by STAFF_EMAIL")
+
+
+@click.command("refund-fraud-warning")
+@click.argument("warning_id", metavar="ISSFR_ID")
+@click.option("--by", "staff_email", required=True, help="The support or admin account doing it (audit log).")
+@with_appcontext
+def refund_fraud_warning_command(warning_id: str, staff_email: str) -> None:
+    """Answer an early fraud warning with a full refund of its invoice (Stripe reason: fraudulent)."""
+    from flask import current_app
+
+    from dicomportal.billing import disputes, refunds
+    from dicomportal.billing.errors import BillingError
+    from dicomportal.billing.money import format_money
+    from dicomportal.documents import jinja_renderer
+    from dicomportal.documents.stored import credit_note_pdf
+    from dicomportal.mail import deliver_pending
+
+    try:
+        actor = refunds.find_staff(staff_email)
+        note = disputes.refund_fraud_warning(warning_id, actor)
+    except BillingError as exc:
+        raise click.ClickException(str(exc)) from exc
+    credit_note_pdf(note, current_app.config, jinja_renderer(current_app.jinja_env))
+    deliver_pending()
+    click.echo(
+        f"early fraud warning {warning_id.strip()}: invoice {note.invoice.number} refunded in full, "
+        f"{format_money(note.total_cents, note.currency)} (credit note {note.number}, Stripe refund "
+        f"{note.stripe_refund_id})"
+    )
+
+
 def register(app: Flask) -> None:
     """Attach our commands to the app's CLI."""
     for command in (
@@ -243,6 +333,8 @@ def register(app: Flask) -> None:
         worker_command,
         restore_command,
         refund_command,
+        disputes_command,
+        refund_fraud_warning_command,
     ):
         app.cli.add_command(command)
 

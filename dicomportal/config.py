@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import tempfile
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
@@ -210,3 +211,10 @@ def is_test_mode(config: dict[str, Any] | Any) -> bool:
     return bool(config.get("STRIPE_API_BASE")) or str(config.get("STRIPE_SECRET_KEY", "")).startswith(
         "sk_test_"
     )
+
+
+def support_address(config: Any) -> str:
+    """The bare address customers are told to write to and staff notices go to (SUPPORT_EMAIL,
+    ``Support <help@example.com>`` or a bare address; else MAIL_DEFAULT_SENDER)."""
+    configured = config.get("SUPPORT_EMAIL") or config.get("MAIL_DEFAULT_SENDER")
+    return parseaddr(str(configured or ""))[1] or "support@localhost"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import stripe
@@ -391,12 +392,24 @@ class RefundInfo:
     amount: int
 
 
-def create_refund(intent_id: str, amount: int, metadata: dict[str, str], idempotency_key: str) -> RefundInfo:
+def create_refund(
+    intent_id: str,
+    amount: int,
+    metadata: dict[str, str],
+    idempotency_key: str,
+    reason: str | None = None,
+) -> RefundInfo:
     """Refund ``amount`` cents of a succeeded PaymentIntent back to the card it was paid with.
 
-    :raises PaymentRejected: Stripe refused (e.g. more than what is left of the charge).
+    ``reason`` is Stripe's (``duplicate``, ``fraudulent``, ``requested_by_customer``): ``fraudulent``
+    also puts the card and email on the account's Radar block lists.
+
+    :raises PaymentRejected: Stripe refused (e.g. more than what is left of the charge, or
+        ``charge_disputed``: the charge is under dispute).
     """
-    params = {"payment_intent": intent_id, "amount": amount, "metadata": metadata}
+    params: dict[str, Any] = {"payment_intent": intent_id, "amount": amount, "metadata": metadata}
+    if reason:
+        params["reason"] = reason
     refund = _call(client().v1.refunds.create, params=params, options={"idempotency_key": idempotency_key})
     return _refund_info(refund)
 
@@ -462,3 +475,107 @@ def _webhook_endpoint_info(endpoint: Any) -> WebhookEndpointInfo:
         status=str(data.get("status") or ""),
         enabled_events=tuple(str(event) for event in data.get("enabled_events") or ()),
     )
+
+
+@dataclass(frozen=True)
+class DisputeInfo:
+    """A dispute as Stripe has it now. Money is from its balance transactions: what was withdrawn
+    from our balance, Stripe's dispute fee (net of any fee given back), and what was reinstated."""
+
+    id: str
+    charge: str
+    payment_intent: str | None
+    amount: int
+    currency: str
+    reason: str
+    status: str
+    evidence_due_by: datetime | None
+    created: datetime
+    funds_withdrawn: int
+    fee: int
+    funds_reinstated: int
+
+
+@dataclass(frozen=True)
+class EarlyFraudWarningInfo:
+    id: str
+    charge: str
+    payment_intent: str | None
+    fraud_type: str
+    actionable: bool
+    created: datetime
+
+
+def _id_of(value: Any) -> str | None:
+    """An expandable field's id, whether Stripe sent the id or the expanded object."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return str(value) if value else None
+
+
+def _moment(value: Any) -> datetime | None:
+    return datetime.fromtimestamp(int(value), UTC) if value else None
+
+
+def _retrieve_or_none(fn: Any, object_id: str) -> Any:
+    """``fn(object_id)``, or None when Stripe has no such object (not ours, or forged)."""
+    try:
+        return _call(fn, object_id)
+    except PaymentRejected as exc:
+        if exc.not_found:
+            return None
+        raise
+
+
+def find_dispute(dispute_id: str) -> DisputeInfo | None:
+    """``GET /v1/disputes/{id}``: the dispute as it is now, or None when Stripe has no such dispute.
+
+    :raises GatewayUnavailable: Stripe could not answer; decide nothing.
+    """
+    found = _retrieve_or_none(client().v1.disputes.retrieve, dispute_id)
+    if found is None:
+        return None
+    data = found.to_dict()
+    moves = [t for t in data.get("balance_transactions") or [] if isinstance(t, dict)]
+    created = _moment(data.get("created")) or datetime.fromtimestamp(0, UTC)
+    return DisputeInfo(
+        id=str(data["id"]),
+        charge=_id_of(data.get("charge")) or "",
+        payment_intent=_id_of(data.get("payment_intent")),
+        amount=int(data.get("amount") or 0),
+        currency=str(data.get("currency") or "usd").upper(),
+        reason=str(data.get("reason") or "general"),
+        status=str(data["status"]),
+        evidence_due_by=_moment((data.get("evidence_details") or {}).get("due_by")),
+        created=created,
+        funds_withdrawn=sum(-int(t["amount"]) for t in moves if int(t.get("amount") or 0) < 0),
+        fee=sum(int(t.get("fee") or 0) for t in moves),
+        funds_reinstated=sum(int(t["amount"]) for t in moves if int(t.get("amount") or 0) > 0),
+    )
+
+
+def find_early_fraud_warning(warning_id: str) -> EarlyFraudWarningInfo | None:
+    """``GET /v1/radar/early_fraud_warnings/{id}``, or None when Stripe has no such warning.
+
+    :raises GatewayUnavailable: Stripe could not answer; decide nothing.
+    """
+    found = _retrieve_or_none(client().v1.radar.early_fraud_warnings.retrieve, warning_id)
+    if found is None:
+        return None
+    data = found.to_dict()
+    return EarlyFraudWarningInfo(
+        id=str(data["id"]),
+        charge=_id_of(data.get("charge")) or "",
+        payment_intent=_id_of(data.get("payment_intent")),
+        fraud_type=str(data.get("fraud_type") or "misc"),
+        actionable=bool(data.get("actionable")),
+        created=_moment(data.get("created")) or datetime.fromtimestamp(0, UTC),
+    )
+
+
+def charge_payment_intent(charge_id: str) -> str | None:
+    """The PaymentIntent that made a charge (``GET /v1/charges/{id}``), or None if there is none."""
+    if not charge_id:
+        return None
+    charge = _retrieve_or_none(client().v1.charges.retrieve, charge_id)
+    return None if charge is None else _id_of(charge.to_dict().get("payment_intent"))

@@ -3,10 +3,21 @@ committed with the change it reports (see dicomportal.mail)."""
 
 from __future__ import annotations
 
+from flask import current_app
+
 from dicomportal.billing import declines
 from dicomportal.billing.money import format_money
+from dicomportal.config import support_address
 from dicomportal.mail import absolute_url, queue_email
-from dicomportal.models import BillingReason, CreditNote, Invoice, Payment, Subscription
+from dicomportal.models import (
+    BillingReason,
+    CreditNote,
+    Dispute,
+    EarlyFraudWarning,
+    Invoice,
+    Payment,
+    Subscription,
+)
 
 
 def invoice_paid(invoice: Invoice) -> None:
@@ -136,4 +147,55 @@ def refund_issued(note: CreditNote) -> None:
         invoice=invoice,
         amount=format_money(note.total_cents, note.currency),
         invoices_url=absolute_url("/billing/invoices"),
+    )
+
+
+def _support_address() -> str:
+    """Where staff notices go: SUPPORT_EMAIL."""
+    return support_address(current_app.config)
+
+
+DISPUTE_HEADLINES = {
+    "warning_needs_response": "Inquiry needs a response",
+    "warning_under_review": "Inquiry under review",
+    "warning_closed": "Inquiry closed",
+    "needs_response": "Dispute needs a response",
+    "under_review": "Dispute under review",
+    "appeal_needs_response": "Dispute appeal needs a response",
+    "appeal_under_review": "Dispute appeal under review",
+    "prevented": "Dispute prevented",
+    "won": "Dispute won",
+    "lost": "Dispute lost",
+}
+
+
+def dispute_changed(dispute: Dispute, invoice: Invoice) -> None:
+    """To support, once per change of a dispute's status: what, how much, and the evidence deadline."""
+    headline = DISPUTE_HEADLINES.get(dispute.status.value, dispute.status.value)
+    amount = format_money(dispute.amount_cents, dispute.currency)
+    queue_email(
+        _support_address(),
+        f"{headline}: {amount} on invoice {invoice.number} ({dispute.reason})",
+        "billing_dispute",
+        dispute=dispute,
+        invoice=invoice,
+        headline=headline,
+        amount=amount,
+        lost=format_money(dispute.lost_cents, dispute.currency) if dispute.lost_cents else None,
+        customer_email=invoice.user.email,
+    )
+
+
+def early_fraud_warning_changed(warning: EarlyFraudWarning, invoice: Invoice) -> None:
+    """To support, when an early fraud warning arrives (and when it is no longer actionable)."""
+    amount = format_money(invoice.amount_paid_cents, invoice.currency)
+    state = "Early fraud warning" if warning.actionable else "Early fraud warning resolved"
+    queue_email(
+        _support_address(),
+        f"{state}: {amount} on invoice {invoice.number} ({warning.fraud_type})",
+        "billing_fraud_warning",
+        warning=warning,
+        invoice=invoice,
+        amount=amount,
+        customer_email=invoice.user.email,
     )

@@ -49,6 +49,13 @@ class RefundRefused(BillingError):
     """The refund cannot be made (nothing paid, more than what remains, Stripe refused)."""
 
 
+class ChargeDisputed(RefundRefused):
+    """The payment is under dispute, or was charged back: Stripe refuses to refund it
+    (``charge_disputed``), and the bank already returns the money if the dispute is lost."""
+
+    code = "charge_disputed"
+
+
 def find_invoice(reference: str) -> Invoice:
     """An invoice by its number (``DP-2026-000001``) or database id.
 
@@ -74,11 +81,17 @@ def find_staff(email: str) -> int:
 
 
 def refund_invoice(
-    invoice_id: int, amount_cents: int | None, reason: str, actor_id: int | None = None
+    invoice_id: int,
+    amount_cents: int | None,
+    reason: str,
+    actor_id: int | None = None,
+    stripe_reason: str | None = None,
 ) -> CreditNote:
     """Refund ``amount_cents`` (default: all that remains) of a paid invoice; returns the issued
     credit note (committed). The invoice becomes ``refunded`` once all it was paid is refunded.
+    ``stripe_reason`` is passed to Stripe (``fraudulent`` for an early fraud warning).
 
+    :raises ChargeDisputed: the payment is under dispute or was charged back (nothing changed).
     :raises RefundRefused: no reason, a non-positive amount, an invoice not paid, more than what
         remains, or Stripe refused the refund (then nothing changed).
     :raises GatewayUnavailable: Stripe did not answer; the credit note stays pending and the
@@ -94,7 +107,7 @@ def refund_invoice(
         raise RefundRefused("The amount to refund must be at least one cent.")
     intent_id = _paid_intent(invoice)
     note = _reserve(invoice, amount, reason, actor_id)
-    return _ask_stripe(note, intent_id)
+    return _ask_stripe(note, intent_id, stripe_reason)
 
 
 def finish_pending(invoice_id: int | None = None) -> Counter[str]:
@@ -131,6 +144,12 @@ def _refundable_invoice(invoice_id: int) -> Invoice:
     if invoice.status != InvoiceStatus.PAID or invoice.amount_paid_cents <= 0:
         raise RefundRefused(
             f"Invoice {invoice.number} is {invoice.status.value}: only paid invoices are refunded."
+        )
+    if invoice.refund_blocked_by_dispute:
+        state = "was charged back (dispute lost)" if invoice.has_lost_dispute else "is under dispute"
+        raise ChargeDisputed(
+            f"Invoice {invoice.number}'s payment {state}: Stripe refuses refunds of a disputed "
+            "charge (charge_disputed). Answer the dispute instead. Nothing was refunded."
         )
     return invoice
 
@@ -206,16 +225,19 @@ def _metadata(note: CreditNote) -> dict[str, str]:
     return {"credit_note_id": str(note.id), "invoice_id": str(note.invoice_id)}
 
 
-def _ask_stripe(note: CreditNote, intent_id: str) -> CreditNote:
+def _ask_stripe(note: CreditNote, intent_id: str, stripe_reason: str | None = None) -> CreditNote:
     try:
         refund = gateway.create_refund(
             intent_id,
             note.total_cents,
             _metadata(note),
             idempotency_key=idempotency_key("credit-note", note.id),
+            reason=stripe_reason,
         )
     except PaymentRejected as exc:
         _release(note, str(exc))
+        if exc.code == ChargeDisputed.code:  # a dispute Stripe knows of and we have not heard of yet
+            raise ChargeDisputed(f"Stripe refused the refund: the charge is disputed ({exc}).") from exc
         raise RefundRefused(f"Stripe refused the refund: {exc}. Nothing was refunded.") from exc
     if refund.status not in ("succeeded", "pending"):
         _release(note, f"Stripe's refund {refund.id} is {refund.status}.")

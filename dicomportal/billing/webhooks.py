@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from dicomportal import clock
-from dicomportal.billing import cards, collection, gateway
+from dicomportal.billing import cards, collection, disputes, gateway
 from dicomportal.extensions import db
 from dicomportal.models import Payment, StripeEvent
 
@@ -131,4 +131,11 @@ HANDLERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "payment_intent.canceled": payment_intent_changed,
     "payment_intent.processing": payment_intent_changed,
     "customer.deleted": customer_deleted,
+    "charge.dispute.created": disputes.dispute_changed,
+    "charge.dispute.updated": disputes.dispute_changed,
+    "charge.dispute.closed": disputes.dispute_changed,
+    "charge.dispute.funds_withdrawn": disputes.dispute_changed,
+    "charge.dispute.funds_reinstated": disputes.dispute_changed,
+    "radar.early_fraud_warning.created": disputes.early_fraud_warning_changed,
+    "radar.early_fraud_warning.updated": disputes.early_fraud_warning_changed,
 }

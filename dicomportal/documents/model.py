@@ -63,6 +63,8 @@ class PaymentStatus(enum.StrEnum):
     PARTIALLY_REFUNDED = "partially_refunded"
     REFUNDED = "refunded"  # invoice refunded in full; on a credit note: the money went back
     VOID = "void"
+    DISPUTED = "disputed"  # paid, and the customer's bank disputes the payment (not decided yet)
+    CHARGED_BACK = "charged_back"  # paid, then taken back by the bank after a lost dispute
 
 
 @dataclass(frozen=True)

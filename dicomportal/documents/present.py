@@ -48,6 +48,8 @@ STATUS_LABELS = {
     PaymentStatus.PARTIALLY_REFUNDED: "Partially refunded",
     PaymentStatus.REFUNDED: "Refunded",
     PaymentStatus.VOID: "Void",
+    PaymentStatus.DISPUTED: "Disputed",
+    PaymentStatus.CHARGED_BACK: "Charged back",
 }
 
 
@@ -215,6 +217,8 @@ def _payment_sentence(doc: Document, fmt: _Formatter) -> str | None:
     refunded = {
         PaymentStatus.PARTIALLY_REFUNDED: f" Partly refunded: {see}",
         PaymentStatus.REFUNDED: f" Refunded in full: {see}",
+        PaymentStatus.DISPUTED: " Your bank has disputed this payment: contact support with questions.",
+        PaymentStatus.CHARGED_BACK: " Your bank took this payment back after a dispute: contact support.",
     }.get(doc.status, "")
     return f"Paid{when}{method}.{refunded}"
 

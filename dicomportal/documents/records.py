@@ -88,6 +88,10 @@ def _tax_line(cat: TaxCategory, rate_bp: int, taxable: int, tax: int) -> TaxLine
 
 def printed_status(invoice: Invoice) -> PaymentStatus:
     """The payment status an invoice prints (and the key its stored PDF is kept under)."""
+    if invoice.is_disputed:
+        return PaymentStatus.DISPUTED
+    if invoice.has_lost_dispute:
+        return PaymentStatus.CHARGED_BACK
     if invoice.status == InvoiceStatus.REFUNDED:
         return PaymentStatus.REFUNDED
     if invoice.status == InvoiceStatus.PAID:

@@ -18,6 +18,7 @@ from dicomportal.models.billing import (
 )
 from dicomportal.models.catalog import AddOn, CatalogRevision, Interval, OverageRate, Plan, Price
 from dicomportal.models.credit import CreditNote, CreditNoteStatus
+from dicomportal.models.disputes import OPEN_DISPUTE_STATUSES, Dispute, DisputeStatus, EarlyFraudWarning
 from dicomportal.models.documents import StoredDocument
 from dicomportal.models.ops import AuditLog, EmailOutbox, Installation, JobItemFailure
 from dicomportal.models.studies import Instance, Series, Study, StudyStatus
@@ -32,6 +33,7 @@ from dicomportal.models.user import BillingProfile, LoginSession, Role, User
 
 __all__ = [
     "IN_FLIGHT",
+    "OPEN_DISPUTE_STATUSES",
     "AddOn",
     "Annotation",
     "AnnotationKind",
@@ -43,6 +45,9 @@ __all__ = [
     "CreditKind",
     "CreditNote",
     "CreditNoteStatus",
+    "Dispute",
+    "DisputeStatus",
+    "EarlyFraudWarning",
     "EmailOutbox",
     "Installation",
     "Instance",

@@ -197,6 +197,10 @@ class Invoice(db.Model):  # type: ignore[name-defined,misc]
     amount_paid_cents: Mapped[int] = mapped_column(Integer, default=0)
     # Refunded so far (credit notes issued or under way); never more than amount_paid_cents.
     amount_refunded_cents: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The status of the dispute of this invoice's payment (Stripe's word, see models/disputes.py),
+    # copied here so that listing invoices needs no join; and what a lost dispute cost us.
+    dispute_status: Mapped[str | None] = mapped_column(String(30))
+    amount_lost_cents: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     tax_rate_bp: Mapped[int] = mapped_column(Integer, default=0)  # basis points: 1900 = 19%
     tax_note: Mapped[str | None] = mapped_column(String(300))
     period_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -239,6 +243,34 @@ class Invoice(db.Model):  # type: ignore[name-defined,misc]
     @property
     def is_open(self) -> bool:
         return self.status == InvoiceStatus.OPEN
+
+    @property
+    def is_disputed(self) -> bool:
+        """The customer's bank disputes the payment and has not decided yet (service continues)."""
+        return self.dispute_status in DISPUTE_OPEN_VALUES
+
+    @property
+    def has_lost_dispute(self) -> bool:
+        """The bank took the payment back: ``amount_lost_cents`` is what it cost us."""
+        return self.dispute_status == "lost"
+
+    @property
+    def refund_blocked_by_dispute(self) -> bool:
+        """Stripe refuses refunds of a charge under dispute or charged back ("charge_disputed")."""
+        return self.is_disputed or self.has_lost_dispute
+
+
+# Stripe's open dispute statuses (DisputeStatus in models/disputes.py, which imports this module).
+DISPUTE_OPEN_VALUES = frozenset(
+    {
+        "warning_needs_response",
+        "warning_under_review",
+        "needs_response",
+        "under_review",
+        "appeal_needs_response",
+        "appeal_under_review",
+    }
+)
 
 
 class LineKind(enum.StrEnum):

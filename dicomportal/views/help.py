@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from email.utils import parseaddr
-
-from flask import Blueprint, Response, abort, current_app, make_response, render_template, request
+from flask import Blueprint, Response, abort, make_response, render_template, request
 
 from dicomportal.help import ArticleNotFound, help_centre
 from dicomportal.views._htmx import render, wants_partial
@@ -12,13 +10,6 @@ from dicomportal.views._shared_pages import SharedPages
 
 bp = Blueprint("help", __name__, url_prefix="/help")
 pages = SharedPages("help")  # the articles are fixed for the life of the process
-
-
-@bp.context_processor
-def inject_support_email() -> dict[str, str]:
-    """The address help pages tell customers to write to."""
-    configured = current_app.config.get("SUPPORT_EMAIL") or current_app.config.get("MAIL_DEFAULT_SENDER")
-    return {"support_email": parseaddr(str(configured or ""))[1] or "support@localhost"}
 
 
 @bp.get("/")

@@ -33,7 +33,12 @@ NOT_CONTROLS = {
     "A pending hold.",
     "Two different invoices.",
 }
-ARTICLES = ["invoices-and-billing-details", "accepted-payment-methods", "failed-or-duplicate-payments"]
+ARTICLES = [
+    "invoices-and-billing-details",
+    "accepted-payment-methods",
+    "failed-or-duplicate-payments",
+    "confirm-a-payment-with-your-bank",
+]
 
 
 def visible_text(markup: str) -> str:
