@@ -3,6 +3,8 @@ committed with the change it reports (see dicomportal.mail)."""
 
 from __future__ import annotations
 
+from flask import current_app
+
 from dicomportal.billing.money import format_money
 from dicomportal.mail import absolute_url, queue_email
 from dicomportal.models import BillingReason, CreditNote, Invoice, Payment, Subscription
@@ -130,4 +132,48 @@ def refund_issued(note: CreditNote) -> None:
         invoice=invoice,
         amount=format_money(note.total_cents, note.currency),
         invoices_url=absolute_url("/billing/invoices"),
+    )
+
+
+def _to_staff(subject: str, template: str, **context: object) -> None:
+    """One email to the support address (SUPPORT_EMAIL): something staff must know or check."""
+    to = str(current_app.config.get("SUPPORT_EMAIL") or "support@localhost")
+    queue_email(to, subject, template, user_id=None, **context)
+
+
+def outside_refund_recorded(note: CreditNote) -> None:
+    """Staff: a refund made in the Stripe Dashboard now has its credit note in the portal."""
+    invoice = note.invoice
+    _to_staff(
+        f"Refund made in Stripe booked: {format_money(note.total_cents, note.currency)} "
+        f"of invoice {invoice.number}",
+        "staff_outside_refund",
+        note=note,
+        invoice=invoice,
+        amount=format_money(note.total_cents, note.currency),
+        left=format_money(invoice.amount_paid_cents - invoice.amount_refunded_cents, invoice.currency),
+    )
+
+
+def refund_failed(note: CreditNote, failure_reason: str | None) -> None:
+    """Staff: Stripe could not return an issued refund to the card; the amount is owed again."""
+    invoice = note.invoice
+    _to_staff(
+        f"Refund failed: {format_money(note.total_cents, note.currency)} of invoice {invoice.number} "
+        "was not returned",
+        "staff_refund_failed",
+        note=note,
+        invoice=invoice,
+        amount=format_money(note.total_cents, note.currency),
+        failure_reason=failure_reason or "not given",
+    )
+
+
+def reconciliation_differences(lines: list[str], days: int) -> None:
+    """Staff: the daily comparison of our books with Stripe found differences."""
+    _to_staff(
+        f"Reconciliation: {len(lines)} difference(s) between the books and Stripe",
+        "staff_reconciliation",
+        lines=lines,
+        days=days,
     )

@@ -173,6 +173,9 @@ def serve(host: str = "127.0.0.1", port: int = 8420, state_file: Path | None = N
     # localstripe pickles its whole store to /tmp/localstripe.pickle on every change: never do that.
     resources.Store.dump_to_disk = lambda self: None
     index_store_by_type(resources)
+    __import__("dicomportal.devtools.localstripe_refunds", fromlist=["install"]).install(
+        resources, server.app
+    )
     if state_file is not None:
         keep_store_in(server.app, resources.store, state_file)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

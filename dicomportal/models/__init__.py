@@ -19,7 +19,7 @@ from dicomportal.models.billing import (
 from dicomportal.models.catalog import AddOn, CatalogRevision, Interval, OverageRate, Plan, Price
 from dicomportal.models.credit import CreditNote, CreditNoteStatus
 from dicomportal.models.documents import StoredDocument
-from dicomportal.models.ops import AuditLog, EmailOutbox, JobItemFailure
+from dicomportal.models.ops import AuditLog, EmailOutbox, JobItemFailure, ScheduledRun
 from dicomportal.models.studies import Instance, Series, Study, StudyStatus
 from dicomportal.models.studies_plus import (
     CreditEntry,
@@ -61,6 +61,7 @@ __all__ = [
     "Plan",
     "Price",
     "Role",
+    "ScheduledRun",
     "Series",
     "ShareLink",
     "StoredDocument",

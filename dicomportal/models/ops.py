@@ -1,4 +1,4 @@
-"""Operational records: the mail outbox and the audit log."""
+"""Operational records: the mail outbox, the audit log, job failures and scheduled runs."""
 
 from __future__ import annotations
 
@@ -57,3 +57,13 @@ class JobItemFailure(db.Model):  # type: ignore[name-defined,misc]
     retry_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     last_error: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class ScheduledRun(db.Model):  # type: ignore[name-defined,misc]
+    """When a job that runs on a schedule (not every pass) last ran: the worker's passes every few
+    seconds start it only once its interval is over, and only one worker wins each start."""
+
+    __tablename__ = "scheduled_runs"
+
+    job: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -1,0 +1,177 @@
+"""Refunds made in the Stripe Dashboard get their credit note once; refunds that fail reverse theirs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from dicomportal.billing import refunds
+from dicomportal.billing.money import format_money
+from dicomportal.billing.summary import first_invoice
+from dicomportal.documents.records import credit_note_document
+from dicomportal.extensions import db
+from dicomportal.models import (
+    AuditLog,
+    CreditNote,
+    CreditNoteStatus,
+    EmailOutbox,
+    Invoice,
+    InvoiceStatus,
+    Subscription,
+    User,
+)
+from tests.helpers.stripe import stripe_client
+from tests.helpers.webhooks import localstripe_config, post_event, stripe_object
+
+
+def paid_invoice(make_customer: Callable[..., User], subscribe: Callable[..., Subscription]) -> Invoice:
+    invoice = first_invoice(subscribe(make_customer()))
+    assert invoice is not None and invoice.status == InvoiceStatus.PAID
+    return invoice
+
+
+def intent_of(invoice: Invoice) -> str:
+    intent = invoice.payments[-1].stripe_payment_intent_id
+    assert intent is not None
+    return intent
+
+
+def refund_in_dashboard(app: Flask, invoice: Invoice, amount: int | None = None) -> dict[str, object]:
+    """What support does in the Stripe Dashboard: a refund with none of our metadata."""
+    params: dict[str, object] = {"payment_intent": intent_of(invoice)}
+    if amount is not None:
+        params["amount"] = amount
+    refund = stripe_client(app).v1.refunds.create(params=params)  # type: ignore[arg-type]
+    return stripe_object(
+        "refund", id=refund.id, amount=refund.amount, charge=refund.charge, payment_intent=intent_of(invoice)
+    )
+
+
+def notes_of(invoice: Invoice) -> list[CreditNote]:
+    return list(db.session.scalars(select(CreditNote).where(CreditNote.invoice_id == invoice.id)))
+
+
+def mail_to(address: str) -> list[EmailOutbox]:
+    return list(db.session.scalars(select(EmailOutbox).where(EmailOutbox.to_address == address)))
+
+
+def test_a_refund_made_in_the_stripe_dashboard_gets_one_credit_note_however_often_stripe_tells_us(
+    app: Flask,
+    client: FlaskClient,
+    make_customer: Callable[..., User],
+    subscribe: Callable[..., Subscription],
+) -> None:
+    invoice = paid_invoice(make_customer, subscribe)
+    refund = refund_in_dashboard(app, invoice)
+    charge = stripe_object("charge", id=refund["charge"], payment_intent=intent_of(invoice), refunded=True)
+
+    deliveries = [post_event(client, "refund.created", refund, "evt_created") for _ in range(3)]
+    deliveries += [post_event(client, "charge.refunded", charge, "evt_charge_refunded")]
+    deliveries += [post_event(client, "refund.updated", refund, "evt_updated")]
+
+    assert deliveries == [200] * 5
+    (note,) = notes_of(invoice)
+    db.session.refresh(invoice)
+    year = invoice.finalized_at.year if invoice.finalized_at else 0
+    assert note.status == CreditNoteStatus.ISSUED and note.number == f"CN-{year}-000001"
+    assert note.total_cents == invoice.amount_paid_cents and note.stripe_refund_id == refund["id"]
+    assert invoice.status == InvoiceStatus.REFUNDED and invoice.refundable_cents == 0
+    printed = credit_note_document(note, app.config)
+    assert printed.credited_invoice_number == invoice.number
+    assert printed.reason == "Refund made in Stripe (outside the portal)"
+    (entry,) = db.session.scalars(select(AuditLog).where(AuditLog.action == "invoice.refunded"))
+    assert entry.details["source"] == "Stripe (outside the portal)" and entry.actor_id is None
+    amount = format_money(note.total_cents)
+    assert [m.subject for m in mail_to(invoice.user.email) if m.subject.startswith("Refund")] == [
+        f"Refund of {amount} for invoice {invoice.number}"
+    ]
+    (staff,) = mail_to(app.config["SUPPORT_EMAIL"])
+    assert f"{amount} of invoice {invoice.number}" in staff.subject and note.number in staff.body_text
+
+
+def test_a_partial_refund_in_the_dashboard_leaves_the_rest_to_refund_in_the_portal(
+    app: Flask,
+    client: FlaskClient,
+    make_customer: Callable[..., User],
+    subscribe: Callable[..., Subscription],
+) -> None:
+    invoice = paid_invoice(make_customer, subscribe)
+    paid = invoice.amount_paid_cents
+    refund = refund_in_dashboard(app, invoice, 1000)
+    charge = stripe_object("charge", id=refund["charge"], payment_intent=intent_of(invoice), refunded=False)
+
+    assert post_event(client, "charge.refunded", charge, "evt_partial") == 200
+
+    db.session.refresh(invoice)
+    assert invoice.status == InvoiceStatus.PAID and invoice.is_partially_refunded
+    assert invoice.refundable_cents == paid - 1000
+    rest = refunds.refund_invoice(invoice.id, None, "Customer left")
+    assert rest.total_cents == paid - 1000
+    first, second = notes_of(invoice)
+    assert (first.total_cents, first.reason) == (1000, "Refund made in Stripe (outside the portal)")
+    assert first.subtotal_cents + second.subtotal_cents == invoice.subtotal_cents
+    db.session.refresh(invoice)
+    assert invoice.status == InvoiceStatus.REFUNDED
+
+
+def test_a_refund_that_fails_at_stripe_reverses_its_credit_note_reopens_the_amount_and_tells_staff(
+    app: Flask,
+    client: FlaskClient,
+    make_customer: Callable[..., User],
+    subscribe: Callable[..., Subscription],
+) -> None:
+    invoice = paid_invoice(make_customer, subscribe)
+    note = refunds.refund_invoice(invoice.id, None, "Customer left in the first week")
+    assert invoice.status == InvoiceStatus.REFUNDED
+    failed = localstripe_config(
+        app, f"refunds/{note.stripe_refund_id}/fail", failure_reason="lost_or_stolen_card"
+    )
+    refund = stripe_object(
+        "refund",
+        id=failed["id"],
+        status="failed",
+        failure_reason="lost_or_stolen_card",
+        payment_intent=intent_of(invoice),
+        amount=note.total_cents,
+    )
+
+    assert post_event(client, "refund.failed", refund, "evt_failed") == 200
+    assert post_event(client, "refund.updated", refund, "evt_failed_updated") == 200
+
+    db.session.refresh(note)
+    db.session.refresh(invoice)
+    year = note.issued_at.year if note.issued_at else 0
+    assert note.status == CreditNoteStatus.REVERSED and note.number == f"CN-{year}-000001"
+    assert note.reversal_number == f"CNR-{year}-000001" and note.reversed_at is not None
+    assert invoice.status == InvoiceStatus.PAID and invoice.refundable_cents == invoice.amount_paid_cents
+    (staff,) = mail_to(app.config["SUPPORT_EMAIL"])
+    assert staff.subject.startswith(
+        f"Refund failed: {format_money(note.total_cents)} of invoice {invoice.number}"
+    )
+    assert "lost_or_stolen_card" in staff.body_text
+    reversals = db.session.scalars(select(AuditLog).where(AuditLog.action == "invoice.refund_reversed")).all()
+    assert [r.details["reversal"] for r in reversals] == [note.reversal_number]
+    again = refunds.refund_invoice(invoice.id, None, "Refund again to the new card")
+    assert again.number == f"CN-{year}-000002" and again.total_cents == invoice.amount_paid_cents
+
+
+def test_a_refund_of_someone_elses_payment_or_one_that_failed_books_nothing(
+    app: Flask,
+    client: FlaskClient,
+    make_customer: Callable[..., User],
+    subscribe: Callable[..., Subscription],
+) -> None:
+    invoice = paid_invoice(make_customer, subscribe)
+    refund = refund_in_dashboard(app, invoice, 500)
+    localstripe_config(app, f"refunds/{refund['id']}/fail")
+    stranger = stripe_object("refund", id="re_not_ours", payment_intent="pi_not_ours")
+
+    assert post_event(client, "refund.created", {**refund, "status": "succeeded"}, "evt_1") == 200
+    assert post_event(client, "refund.created", stranger, "evt_2") == 200
+
+    assert notes_of(invoice) == []
+    db.session.refresh(invoice)
+    assert invoice.amount_refunded_cents == 0 and invoice.status == InvoiceStatus.PAID
