@@ -1,6 +1,6 @@
 """Billing's scheduled work (registered with :mod:`dicomportal.jobs`): reconcile interrupted
-payments, renew due subscriptions, give stranded invoices a retry, dunning retries, and expiry of
-first payments abandoned at 3-D Secure.
+payments, renew due subscriptions, give stranded invoices a retry, dunning retries, expiry of
+first payments abandoned at 3-D Secure, and once a day the books against Stripe (reconcile).
 
 What goes wrong is sorted: Stripe unreachable -> the item is ``deferred`` (its payment stays
 pending and the pass makes no more Stripe calls); Stripe refusing for good -> the payment is
@@ -28,7 +28,7 @@ from flask import current_app
 from sqlalchemy import and_, exists, or_, select, update
 
 from dicomportal import clock, jobs
-from dicomportal.billing import collection, pause, refunds, retention, subscriptions
+from dicomportal.billing import collection, notices, pause, reconcile, refunds, retention, subscriptions
 from dicomportal.billing.errors import ChargeInProgress, GatewayUnavailable, RateLimited
 from dicomportal.extensions import db
 from dicomportal.models import (
@@ -332,3 +332,17 @@ def purge_after_restore_window() -> Counter[str]:
 
         run.each(retention.due_for_purge(), purge_one, "subscription")
     return run.counts
+
+
+@jobs.job("reconcile_books", order=70)
+def reconcile_books() -> Counter[str]:
+    """Once every RECONCILE_EVERY_HOURS (its last run is kept; the other passes do nothing): compare
+    the recent invoices with Stripe, book refunds made outside the portal, and email the
+    differences to SUPPORT_EMAIL."""
+    if not reconcile.due_to_run(clock.now()):
+        return Counter()
+    report = reconcile.reconcile(fix=True)
+    if report.lines:
+        notices.reconciliation_differences(report.lines + report.notes, report.days)
+        db.session.commit()
+    return Counter(checked=report.checked, differences=len(report.lines), fixed=report.fixed)
