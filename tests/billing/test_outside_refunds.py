@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 from flask import Flask
@@ -175,3 +176,33 @@ def test_a_refund_of_someone_elses_payment_or_one_that_failed_books_nothing(
     assert notes_of(invoice) == []
     db.session.refresh(invoice)
     assert invoice.amount_refunded_cents == 0 and invoice.status == InvoiceStatus.PAID
+
+
+def test_two_deliveries_at_the_same_moment_book_the_dashboard_refund_once(
+    app: Flask, make_customer: Callable[..., User], subscribe: Callable[..., Subscription]
+) -> None:
+    invoice = paid_invoice(make_customer, subscribe)
+    refund = refund_in_dashboard(app, invoice, 1500)
+    charge = stripe_object("charge", id=refund["charge"], payment_intent=intent_of(invoice))
+    deliveries = [("refund.created", refund, "evt_a"), ("charge.refunded", charge, "evt_b")]
+    answers: dict[str, int] = {}
+    start = threading.Barrier(len(deliveries))
+
+    def deliver(event_type: str, obj: dict[str, object], event_id: str) -> None:
+        start.wait()
+        answers[event_id] = post_event(app.test_client(), event_type, obj, event_id)
+
+    threads = [threading.Thread(target=deliver, args=d) for d in deliveries]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    for event_type, obj, event_id in deliveries:  # Stripe retries an event that was answered 500
+        if answers[event_id] != 200:
+            assert post_event(app.test_client(), event_type, obj, event_id) == 200
+
+    db.session.expire_all()
+    (note,) = notes_of(invoice)
+    assert note.total_cents == 1500 and note.is_issued
+    assert db.session.get_one(Invoice, invoice.id).amount_refunded_cents == 1500
+    assert len([m for m in mail_to(invoice.user.email) if m.subject.startswith("Refund")]) == 1
