@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 
@@ -24,6 +25,7 @@ from dicomportal.models import (
     Subscription,
     User,
 )
+from tests.helpers.auth import AuthActions
 from tests.helpers.stripe import stripe_client
 from tests.helpers.webhooks import localstripe_config, post_event, stripe_object
 
@@ -121,6 +123,7 @@ def test_a_partial_refund_in_the_dashboard_leaves_the_rest_to_refund_in_the_port
 def test_a_refund_that_fails_at_stripe_reverses_its_credit_note_reopens_the_amount_and_tells_staff(
     app: Flask,
     client: FlaskClient,
+    auth: AuthActions,
     make_customer: Callable[..., User],
     subscribe: Callable[..., Subscription],
 ) -> None:
@@ -155,6 +158,10 @@ def test_a_refund_that_fails_at_stripe_reverses_its_credit_note_reopens_the_amou
     assert "lost_or_stolen_card" in staff.body_text
     reversals = db.session.scalars(select(AuditLog).where(AuditLog.action == "invoice.refund_reversed")).all()
     assert [r.details["reversal"] for r in reversals] == [note.reversal_number]
+    auth.login(invoice.user.email, "correct horse battery")
+    listed = " ".join(re.sub(r"<[^>]+>", " ", client.get("/billing/invoices").get_data(as_text=True)).split())
+    assert f"Credit note {note.number} Refund failed" in listed  # kept in the books, marked
+    assert client.get(f"/billing/credit-notes/{note.id}/pdf").status_code == 200
     again = refunds.refund_invoice(invoice.id, None, "Refund again to the new card")
     assert again.number == f"CN-{year}-000002" and again.total_cents == invoice.amount_paid_cents
 
