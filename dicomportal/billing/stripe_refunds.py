@@ -9,8 +9,9 @@ Stripe) and the daily reconciliation (``billing/reconcile.py``).
   booked like a portal refund: its amount is reserved on the invoice, a credit note is numbered in
   the same ``CN-`` series (same PDF), the customer gets the same email, the audit log says it was
   done by "Stripe (outside the portal)" and staff are told. It is booked once: the credit note is
-  unique on the Stripe refund id, inserted before anything else in its transaction, so a replayed
-  or concurrent delivery loses on that key and changes nothing. Only ``succeeded`` refunds are
+  unique on the Stripe refund id and written in the transaction that reserves its amount (the
+  invoice row locked), so a replayed or concurrent delivery either finds it or loses on that key,
+  its reservation rolled back with it. Only ``succeeded`` refunds are
   booked (a ``pending`` one is booked when its ``refund.updated`` says it went through).
 - A **refund that failed** after its credit note was issued (Stripe refunds can fail days later,
   e.g. the card was closed) means the money stayed with us.
@@ -147,7 +148,18 @@ def book_outside_refund(invoice_id: int, refund: gateway.RefundInfo) -> CreditNo
     if existing is not None:
         return existing
     invoice = db.session.get_one(Invoice, invoice_id, populate_existing=True)
-    subtotal, tax = refunds.split(invoice, refund.amount)
+    if not _reserve(invoice, refund.amount):  # the invoice row stays locked until the commit
+        db.session.rollback()
+        booked = _by_refund(refund.id)  # a concurrent delivery booked it (and took what was left)
+        if booked is None:
+            log.error(
+                "refund %s of %s at Stripe exceeds what invoice %s has left",
+                refund.id,
+                refund.amount,
+                invoice_id,
+            )
+        return booked
+    subtotal, tax = refunds.split(invoice, refund.amount)  # under the lock, as portal refunds
     note = CreditNote(
         invoice_id=invoice.id,
         user_id=invoice.user_id,
@@ -161,16 +173,10 @@ def book_outside_refund(invoice_id: int, refund: gateway.RefundInfo) -> CreditNo
     )
     db.session.add(note)
     try:
-        db.session.flush()  # first in the transaction: a concurrent delivery waits here, then loses
+        db.session.flush()  # unique on the Stripe refund id: a replay that got this far loses here
     except IntegrityError:
-        db.session.rollback()
+        db.session.rollback()  # and gives its reservation back
         return _by_refund(refund.id)
-    if not _reserve(invoice, refund.amount):
-        db.session.rollback()
-        log.error(
-            "refund %s of %s at Stripe exceeds what invoice %s has left", refund.id, refund.amount, invoice_id
-        )
-        return None
     db.session.refresh(invoice)
     return refunds.issue(note, refund, source=OUTSIDE)
 
