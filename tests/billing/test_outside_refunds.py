@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import re
 import threading
+import time
+import urllib.parse
+import urllib.request
 from collections.abc import Callable
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from dicomportal.billing import refunds
 from dicomportal.billing.money import format_money
 from dicomportal.billing.summary import first_invoice
+from dicomportal.devtools.stripe_server import LocalStripe
 from dicomportal.documents.records import credit_note_document
 from dicomportal.extensions import db
 from dicomportal.models import (
@@ -23,10 +27,12 @@ from dicomportal.models import (
     EmailOutbox,
     Invoice,
     InvoiceStatus,
+    StripeEvent,
     Subscription,
     User,
 )
 from tests.helpers.auth import AuthActions
+from tests.helpers.environment import WEBHOOK_SECRET
 from tests.helpers.stripe import stripe_client
 from tests.helpers.webhooks import localstripe_config, post_event, stripe_object
 
@@ -216,3 +222,38 @@ def test_two_deliveries_at_the_same_moment_book_the_dashboard_refund_once(
     assert note.total_cents == amount and note.is_issued
     assert db.session.get_one(Invoice, invoice.id).amount_refunded_cents == amount
     assert len([m for m in mail_to(invoice.user.email) if m.subject.startswith("Refund")]) == 1
+
+
+def test_localstripe_delivers_the_refund_events_itself_and_the_refund_is_booked_once(
+    app: Flask,
+    live_server: str,
+    stripe_server: LocalStripe,
+    make_customer: Callable[..., User],
+    subscribe: Callable[..., Subscription],
+) -> None:
+    """The real delivery: localstripe (taught by devtools/localstripe_refunds.py) posts
+    refund.created and charge.refunded about a second after the refund, at about the same moment."""
+    invoice = paid_invoice(make_customer, subscribe)
+    hook = {"secret": WEBHOOK_SECRET, "events[]": ["refund.created", "charge.refunded"]}
+    config = f"{stripe_server.api_base}/_config/webhooks/outside-refunds-test"
+    urlencode = urllib.parse.urlencode
+    urllib.request.urlopen(
+        config, urlencode({"url": f"{live_server}/webhooks/stripe", **hook}, True).encode()
+    ).close()
+    try:
+        refund = refund_in_dashboard(app, invoice, 900)
+        deadline = time.monotonic() + 15
+        while (
+            time.monotonic() < deadline
+            and db.session.scalar(select(func.count()).where(StripeEvent.processed_at.is_not(None))) < 2
+        ):
+            time.sleep(0.2)
+            db.session.rollback()
+    finally:  # the session's localstripe outlives this server: send nothing more to its address
+        never = {"url": "http://127.0.0.1:9/", "secret": WEBHOOK_SECRET, "events[]": ["never.sent"]}
+        urllib.request.urlopen(config, urlencode(never, True).encode()).close()
+
+    db.session.expire_all()
+    assert sorted(db.session.scalars(select(StripeEvent.type))) == ["charge.refunded", "refund.created"]
+    (note,) = notes_of(invoice)
+    assert note.stripe_refund_id == refund["id"] and note.total_cents == 900 and note.is_issued
