@@ -208,6 +208,41 @@ def refund_command(invoice: str, amount: int | None, reason: str, staff_email: s
     click.echo(f"invoice {refunded.number}: {state}")
 
 
+@click.command("reconcile")
+@click.option("--report", "report_only", is_flag=True, help="Only report: book nothing, change nothing.")
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Invoices paid in the last N days  [default: RECONCILE_DAYS, 35]",
+)
+@with_appcontext
+def reconcile_command(report_only: bool, days: int | None) -> None:
+    """Compare recent invoices with Stripe: one line per difference; exit status 1 when there are any.
+
+    Without --report, refunds made in the Stripe Dashboard that have no credit note are booked
+    (and failed refunds' credit notes reversed), as their webhooks would have done.
+    """
+    from dicomportal import clock
+    from dicomportal.billing.reconcile import reconcile
+    from dicomportal.mail import deliver_pending
+
+    report = reconcile(fix=not report_only, days=days)
+    if report.fixed:
+        deliver_pending()  # the customers' and staff's emails about what was booked
+    for line in report.lines:
+        click.echo(line)
+    for note in report.notes:
+        click.echo(f"note: {note}")
+    at = clock.now().isoformat(timespec="seconds")
+    summary = f"{report.checked} invoice(s) paid in the last {report.days} days checked at {at}"
+    if report.books_agree:
+        click.echo(f"books agree: {summary}")
+        return
+    click.echo(f"{len(report.lines)} difference(s): {summary}")
+    raise SystemExit(1)
+
+
 @click.command("restore")
 @click.argument("email")
 @click.option("--by", "staff_email", default=None, help="The staff member restoring (for the audit log).")
@@ -335,6 +370,7 @@ def register(app: Flask) -> None:
         refund_command,
         disputes_command,
         refund_fraud_warning_command,
+        reconcile_command,
     ):
         app.cli.add_command(command)
 

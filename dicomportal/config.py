@@ -170,6 +170,11 @@ def load_config(instance_path: Path) -> dict[str, Any]:
         ],
         "PAUSE_WEEKS": _int("PAUSE_WEEKS", 12),
         "RESTORE_WINDOW_DAYS": _int("RESTORE_WINDOW_DAYS", 30),
+        # Reconciliation with Stripe (`dicomportal reconcile`, and the worker once a day): invoices
+        # paid in the last RECONCILE_DAYS days, at most RECONCILE_MAX_STRIPE_CALLS calls a run.
+        "RECONCILE_DAYS": _int("RECONCILE_DAYS", 35),
+        "RECONCILE_EVERY_HOURS": _int("RECONCILE_EVERY_HOURS", 24),
+        "RECONCILE_MAX_STRIPE_CALLS": _int("RECONCILE_MAX_STRIPE_CALLS", 2000),
         "PASSWORD_RESET_MAX_AGE": _int("PASSWORD_RESET_MAX_AGE", 3600),
         # Request bodies: anything bigger is refused with 413 before it is read.
         "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", 16 * 1024 * 1024),

@@ -141,3 +141,56 @@ def forget_customer(customer_id: str) -> None:
         card.detached_at, card.is_default = now, False
     user.stripe_customer_id = None
     audit.record("stripe.customer_deleted", user.id, user, customer=customer_id)
+
+
+def refresh_from_stripe(payment_method_id: str) -> PaymentMethod | None:
+    """Bring our mirror of a saved card in step with Stripe (committed): brand, last 4 and expiry
+    refreshed (the bank may have sent a new expiry), or marked detached when Stripe no longer has
+    it on our customer. A detached default card is not replaced by another: which card renewals
+    are charged to is the customer's choice, and the dashboard tells them there is none.
+    Returns the card, or None when it is not one we mirror."""
+    card = db.session.scalar(
+        select(PaymentMethod).where(PaymentMethod.stripe_payment_method_id == payment_method_id)
+    )
+    if card is None or card.detached_at is not None:
+        return card
+    customer_id = db.session.scalar(select(User.stripe_customer_id).where(User.id == card.user_id))
+    db.session.rollback()  # no transaction held while Stripe answers
+    at_stripe = gateway.find_card(payment_method_id)
+    card = db.session.get_one(PaymentMethod, card.id, populate_existing=True)
+    if at_stripe is None or at_stripe.customer is None or at_stripe.customer != customer_id:
+        was_default = card.is_default
+        card.detached_at, card.is_default = clock.now(), False
+        audit.record(
+            "card.detached_at_stripe",
+            card.user_id,
+            card,
+            brand=card.brand,
+            last4=card.last4,
+            was_default=was_default,
+        )
+    else:
+        new = at_stripe.card
+        changed = (card.brand, card.last4, card.exp_month, card.exp_year) != (
+            new.brand,
+            new.last4,
+            new.exp_month,
+            new.exp_year,
+        )
+        if changed:
+            card.brand, card.last4, card.exp_month, card.exp_year = (
+                new.brand,
+                new.last4,
+                new.exp_month,
+                new.exp_year,
+            )
+            audit.record(
+                "card.updated_at_stripe",
+                card.user_id,
+                card,
+                brand=card.brand,
+                last4=card.last4,
+                exp=f"{card.exp_month:02d}/{card.exp_year}",
+            )
+    db.session.commit()
+    return card

@@ -8,7 +8,7 @@ the official SDK; nothing here decides anything about money.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -388,8 +388,21 @@ def find_setup_intent(setup_intent_id: str) -> SetupIntentInfo | None:
 @dataclass(frozen=True)
 class RefundInfo:
     id: str
-    status: str  # "succeeded", "pending", "failed", "canceled"
+    status: str  # "succeeded", "pending", "requires_action", "failed", "canceled"
     amount: int
+    metadata: dict[str, str] = field(default_factory=dict)
+    failure_reason: str | None = None
+    reason: str | None = None  # why it was made: "requested_by_customer", "duplicate", "fraud"
+    payment_intent: str | None = None
+
+
+@dataclass(frozen=True)
+class ChargeState:
+    """What Stripe holds about the money of one PaymentIntent, for reconciliation."""
+
+    intent: IntentInfo
+    amount_received: int
+    amount_refunded: int  # by its charge: succeeded (and pending) refunds, never failed ones
 
 
 def create_refund(
@@ -424,11 +437,60 @@ def find_refund(intent_id: str, metadata: dict[str, str]) -> RefundInfo | None:
     return None
 
 
+def list_refunds(intent_id: str, max_pages: int = 5) -> list[RefundInfo]:
+    """Every refund of a PaymentIntent (newest first), read at most ``max_pages`` pages of 100.
+
+    :raises PaymentRejected: Stripe has no such PaymentIntent.
+    """
+    params: dict[str, Any] = {"payment_intent": intent_id, "limit": 100}
+    found: list[RefundInfo] = []
+    for _page in range(max_pages):
+        page = _call(client().v1.refunds.list, params=params)
+        found.extend(_refund_info(refund) for refund in page.data)
+        if not page.has_more or not page.data:
+            break
+        params["starting_after"] = page.data[-1].id
+    return found
+
+
+def retrieve_refund(refund_id: str) -> RefundInfo | None:
+    """A refund by id; ``None`` when Stripe does not know it."""
+    try:
+        return _refund_info(_call(client().v1.refunds.retrieve, refund_id))
+    except PaymentRejected as exc:
+        if exc.not_found:
+            return None
+        raise
+
+
 def _refund_info(refund: Any) -> RefundInfo:
     data = refund.to_dict()
+    intent = data.get("payment_intent")
     return RefundInfo(
-        id=data["id"], status=str(data.get("status") or "succeeded"), amount=int(data["amount"])
+        id=data["id"],
+        status=str(data.get("status") or "succeeded"),
+        amount=int(data["amount"]),
+        metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
+        failure_reason=data.get("failure_reason"),
+        reason=data.get("reason"),
+        payment_intent=intent["id"] if isinstance(intent, dict) else intent,
     )
+
+
+def charge_state(intent_id: str) -> ChargeState:
+    """A PaymentIntent with its latest charge expanded (one call): what it received, what its
+    charge has refunded.
+
+    :raises PaymentRejected: Stripe has no such PaymentIntent.
+    """
+    intent = _call(client().v1.payment_intents.retrieve, intent_id, params={"expand": ["latest_charge"]})
+    data = intent.to_dict()
+    charge = data.get("latest_charge")
+    refunded = int(charge.get("amount_refunded") or 0) if isinstance(charge, dict) else 0
+    received = data.get("amount_received")
+    if received is None:  # localstripe's 2017 dialect has no amount_received
+        received = data["amount"] if data["status"] == "succeeded" else 0
+    return ChargeState(_intent_info(intent), int(received), refunded)
 
 
 def detach_card(payment_method_id: str) -> None:
@@ -579,3 +641,34 @@ def charge_payment_intent(charge_id: str) -> str | None:
         return None
     charge = _retrieve_or_none(client().v1.charges.retrieve, charge_id)
     return None if charge is None else _id_of(charge.to_dict().get("payment_intent"))
+
+
+@dataclass(frozen=True)
+class CardAtStripe:
+    """A saved card as Stripe has it now; ``customer`` is None once it was detached."""
+
+    customer: str | None
+    card: Card
+
+
+def find_card(payment_method_id: str) -> CardAtStripe | None:
+    """A PaymentMethod re-read from Stripe; ``None`` when Stripe does not know it (deleted)."""
+    try:
+        pm = _call(client().v1.payment_methods.retrieve, payment_method_id)
+    except PaymentRejected as exc:
+        if exc.not_found:
+            return None
+        raise
+    data = pm.to_dict()
+    card = data.get("card") or {}
+    customer = data.get("customer")
+    return CardAtStripe(
+        customer=customer["id"] if isinstance(customer, dict) else customer,
+        card=Card(
+            data["id"],
+            str(card.get("brand") or ""),
+            str(card.get("last4") or ""),
+            int(card.get("exp_month") or 0),
+            int(card.get("exp_year") or 0),
+        ),
+    )

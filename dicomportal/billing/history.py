@@ -157,7 +157,10 @@ def _credit_notes(invoice_ids: list[int]) -> dict[int, list[CreditNote]]:
         return {}
     query = (
         select(CreditNote)
-        .where(CreditNote.invoice_id.in_(invoice_ids), CreditNote.status == CreditNoteStatus.ISSUED)
+        .where(
+            CreditNote.invoice_id.in_(invoice_ids),
+            CreditNote.status.in_((CreditNoteStatus.ISSUED, CreditNoteStatus.REVERSED)),
+        )
         .order_by(CreditNote.id)
     )
     notes: dict[int, list[CreditNote]] = {}
@@ -175,8 +178,8 @@ def own_invoice(user_id: int, invoice_id: int) -> Invoice | None:
 
 
 def own_credit_note(user_id: int, note_id: int) -> CreditNote | None:
-    """One of the customer's issued credit notes, or None."""
+    """One of the customer's issued credit notes (or one reversed since: still a document), or None."""
     note: CreditNote | None = db.session.get(CreditNote, note_id)
-    if note is None or note.user_id != user_id or not note.is_issued:
+    if note is None or note.user_id != user_id or not (note.is_issued or note.is_reversed):
         return None
     return note

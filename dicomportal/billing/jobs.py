@@ -1,6 +1,7 @@
 """Billing's scheduled work (registered with :mod:`dicomportal.jobs`): reconcile interrupted
 payments, renew due subscriptions, give stranded invoices a retry, dunning retries, expiry of
-first payments abandoned at 3-D Secure, and billing details not yet copied to the Stripe customer.
+first payments abandoned at 3-D Secure, billing details not yet copied to the Stripe customer, and once
+a day the books against Stripe (reconcile).
 
 What goes wrong is sorted: Stripe unreachable -> the item is ``deferred`` (its payment stays
 pending and the pass makes no more Stripe calls); Stripe refusing for good -> the payment is
@@ -28,7 +29,16 @@ from flask import current_app
 from sqlalchemy import and_, exists, or_, select, update
 
 from dicomportal import clock, jobs
-from dicomportal.billing import collection, pause, profiles, refunds, retention, subscriptions
+from dicomportal.billing import (
+    collection,
+    notices,
+    pause,
+    profiles,
+    reconcile,
+    refunds,
+    retention,
+    subscriptions,
+)
 from dicomportal.billing.errors import ChargeInProgress, GatewayUnavailable, RateLimited
 from dicomportal.extensions import db
 from dicomportal.models import (
@@ -369,3 +379,17 @@ def mirror_billing_details() -> Counter[str]:
 
         run.each(profiles.profiles_due_for_mirror(), hand_over, "billing profile", settles=False)
     return run.counts
+
+
+@jobs.job("reconcile_books", order=75)
+def reconcile_books() -> Counter[str]:
+    """Once every RECONCILE_EVERY_HOURS (its last run is kept; the other passes do nothing): compare
+    the recent invoices with Stripe, book refunds made outside the portal, and email the
+    differences to SUPPORT_EMAIL."""
+    if not reconcile.due_to_run(clock.now()):
+        return Counter()
+    report = reconcile.reconcile(fix=True)
+    if report.lines:
+        notices.reconciliation_differences(report.lines + report.notes, report.days)
+        db.session.commit()
+    return Counter(checked=report.checked, differences=len(report.lines), fixed=report.fixed)

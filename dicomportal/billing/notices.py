@@ -173,8 +173,7 @@ def dispute_changed(dispute: Dispute, invoice: Invoice) -> None:
     """To support, once per change of a dispute's status: what, how much, and the evidence deadline."""
     headline = DISPUTE_HEADLINES.get(dispute.status.value, dispute.status.value)
     amount = format_money(dispute.amount_cents, dispute.currency)
-    queue_email(
-        _support_address(),
+    _to_staff(
         f"{headline}: {amount} on invoice {invoice.number} ({dispute.reason})",
         "billing_dispute",
         dispute=dispute,
@@ -190,12 +189,54 @@ def early_fraud_warning_changed(warning: EarlyFraudWarning, invoice: Invoice) ->
     """To support, when an early fraud warning arrives (and when it is no longer actionable)."""
     amount = format_money(invoice.amount_paid_cents, invoice.currency)
     state = "Early fraud warning" if warning.actionable else "Early fraud warning resolved"
-    queue_email(
-        _support_address(),
+    _to_staff(
         f"{state}: {amount} on invoice {invoice.number} ({warning.fraud_type})",
         "billing_fraud_warning",
         warning=warning,
         invoice=invoice,
         amount=amount,
         customer_email=invoice.user.email,
+    )
+
+
+def _to_staff(subject: str, template: str, **context: object) -> None:
+    """One email to the support address (SUPPORT_EMAIL): something staff must know or check."""
+    queue_email(_support_address(), subject, template, user_id=None, **context)
+
+
+def outside_refund_recorded(note: CreditNote) -> None:
+    """Staff: a refund made in the Stripe Dashboard now has its credit note in the portal."""
+    invoice = note.invoice
+    _to_staff(
+        f"Refund made in Stripe booked: {format_money(note.total_cents, note.currency)} "
+        f"of invoice {invoice.number}",
+        "staff_outside_refund",
+        note=note,
+        invoice=invoice,
+        amount=format_money(note.total_cents, note.currency),
+        left=format_money(invoice.amount_paid_cents - invoice.amount_refunded_cents, invoice.currency),
+    )
+
+
+def refund_failed(note: CreditNote, failure_reason: str | None) -> None:
+    """Staff: Stripe could not return an issued refund to the card; the amount is owed again."""
+    invoice = note.invoice
+    _to_staff(
+        f"Refund failed: {format_money(note.total_cents, note.currency)} of invoice {invoice.number} "
+        "was not returned",
+        "staff_refund_failed",
+        note=note,
+        invoice=invoice,
+        amount=format_money(note.total_cents, note.currency),
+        failure_reason=failure_reason or "not given",
+    )
+
+
+def reconciliation_differences(lines: list[str], days: int) -> None:
+    """Staff: the daily comparison of our books with Stripe found differences."""
+    _to_staff(
+        f"Reconciliation: {len(lines)} difference(s) between the books and Stripe",
+        "staff_reconciliation",
+        lines=lines,
+        days=days,
     )

@@ -30,6 +30,11 @@ class Wallet:
     next_renewal: datetime | None
     expiring_default: PaymentMethod | None  # the default card, when it expires before next_renewal
 
+    @property
+    def has_no_default(self) -> bool:
+        """A renewal is coming and no card is the default (e.g. it was removed at Stripe)."""
+        return self.next_renewal is not None and not any(card.is_default for card in self.cards)
+
 
 def card_expires_at(card: PaymentMethod) -> datetime:
     """The first moment a card no longer works: cards are valid through their expiry month."""

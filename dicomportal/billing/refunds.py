@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 # A pending credit note younger than this may still be waiting for Stripe in another process.
 FINISH_AFTER = timedelta(minutes=2)
 
+# The credit notes whose amount counts as refunded on their invoice (reserved or issued).
+COUNTED = (CreditNoteStatus.PENDING, CreditNoteStatus.ISSUED)
+
 
 class RefundRefused(BillingError):
     """The refund cannot be made (nothing paid, more than what remains, Stripe refused)."""
@@ -125,9 +128,9 @@ def finish_pending(invoice_id: int | None = None) -> Counter[str]:
         query = query.where(CreditNote.invoice_id == invoice_id)
     counts: Counter[str] = Counter()
     for note in db.session.scalars(query.order_by(CreditNote.id)).all():
-        found = gateway.find_refund(_paid_intent(note.invoice), _metadata(note))
+        found = gateway.find_refund(_paid_intent(note.invoice), metadata_of(note))
         if found is not None and found.status in ("succeeded", "pending"):
-            _issue(note, found)
+            issue(note, found)
             counts["issued"] += 1
         else:
             _release(note, "Stripe has no refund for this credit note.")
@@ -188,7 +191,7 @@ def _reserve(invoice: Invoice, amount: int, reason: str, actor_id: int | None) -
             f"Refused: {format_money(amount, invoice.currency)} is more than what remains to refund "
             f"on invoice {invoice.number} ({remains})."
         )
-    subtotal, tax = _split(invoice, amount)
+    subtotal, tax = split(invoice, amount)
     note = CreditNote(
         invoice_id=invoice.id,
         user_id=invoice.user_id,
@@ -205,14 +208,14 @@ def _reserve(invoice: Invoice, amount: int, reason: str, actor_id: int | None) -
     return note
 
 
-def _split(invoice: Invoice, amount: int) -> tuple[int, int]:
+def split(invoice: Invoice, amount: int) -> tuple[int, int]:
     """Net and tax of a refund of ``amount`` (gross). The last refund takes exactly what is left of
     each, so the credit notes of a fully refunded invoice add up to it to the cent."""
     credited = db.session.execute(
         select(
             func.coalesce(func.sum(CreditNote.subtotal_cents), 0),
             func.coalesce(func.sum(CreditNote.total_cents), 0),
-        ).where(CreditNote.invoice_id == invoice.id, CreditNote.status != CreditNoteStatus.FAILED)
+        ).where(CreditNote.invoice_id == invoice.id, CreditNote.status.in_(COUNTED))
     ).one()
     if credited[1] + amount >= invoice.total_cents:
         subtotal = invoice.subtotal_cents - int(credited[0])
@@ -221,7 +224,7 @@ def _split(invoice: Invoice, amount: int) -> tuple[int, int]:
     return amount - tax, tax
 
 
-def _metadata(note: CreditNote) -> dict[str, str]:
+def metadata_of(note: CreditNote) -> dict[str, str]:
     return {"credit_note_id": str(note.id), "invoice_id": str(note.invoice_id)}
 
 
@@ -230,7 +233,7 @@ def _ask_stripe(note: CreditNote, intent_id: str, stripe_reason: str | None = No
         refund = gateway.create_refund(
             intent_id,
             note.total_cents,
-            _metadata(note),
+            metadata_of(note),
             idempotency_key=idempotency_key("credit-note", note.id),
             reason=stripe_reason,
         )
@@ -242,7 +245,7 @@ def _ask_stripe(note: CreditNote, intent_id: str, stripe_reason: str | None = No
     if refund.status not in ("succeeded", "pending"):
         _release(note, f"Stripe's refund {refund.id} is {refund.status}.")
         raise RefundRefused(f"Stripe's refund is {refund.status}. Nothing was refunded.")
-    return _issue(note, refund)
+    return issue(note, refund)
 
 
 def _settle(note: CreditNote, **values: Any) -> bool:
@@ -259,9 +262,10 @@ def _settle(note: CreditNote, **values: Any) -> bool:
     return False
 
 
-def _issue(note: CreditNote, refund: gateway.RefundInfo) -> CreditNote:
+def issue(note: CreditNote, refund: gateway.RefundInfo, source: str | None = None) -> CreditNote:
     """Number the credit note and mark the invoice refunded when nothing paid remains (committed).
-    The number is taken in the same transaction as the change of status, so none is skipped."""
+    The number is taken in the same transaction as the change of status, so none is skipped.
+    ``source`` says who refunded when it was not a staff member in the portal (the audit log)."""
     now = clock.now()
     if not _settle(note, status=CreditNoteStatus.ISSUED, issued_at=now, stripe_refund_id=refund.id):
         return note
@@ -294,8 +298,11 @@ def _issue(note: CreditNote, refund: gateway.RefundInfo) -> CreditNote:
         amount_cents=note.total_cents,
         stripe_refund=refund.id,
         reason=note.reason,
+        source=source,
     )
     notices.refund_issued(note)
+    if source is not None:
+        notices.outside_refund_recorded(note)  # staff did not make it in the portal: tell them
     db.session.commit()
     db.session.refresh(invoice)
     return note
@@ -316,10 +323,12 @@ def _release(note: CreditNote, why: str) -> None:
 
 
 def credit_notes_of(invoice_id: int) -> list[CreditNote]:
-    """The issued credit notes of an invoice, oldest first."""
+    """The issued credit notes of an invoice, oldest first, with those reversed since (a document
+    once issued stays in the books)."""
+    shown = (CreditNoteStatus.ISSUED, CreditNoteStatus.REVERSED)
     query = (
         select(CreditNote)
-        .where(CreditNote.invoice_id == invoice_id, CreditNote.status == CreditNoteStatus.ISSUED)
+        .where(CreditNote.invoice_id == invoice_id, CreditNote.status.in_(shown))
         .order_by(CreditNote.id)
     )
     return list(db.session.scalars(query))

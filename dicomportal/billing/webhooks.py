@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from dicomportal import clock
-from dicomportal.billing import cards, collection, disputes, gateway
+from dicomportal.billing import cards, collection, disputes, gateway, stripe_refunds
 from dicomportal.extensions import db
 from dicomportal.models import Payment, StripeEvent
 
@@ -124,7 +124,43 @@ def customer_deleted(obj: dict[str, Any]) -> None:
     db.session.commit()
 
 
+def charge_refunded(obj: dict[str, Any]) -> None:
+    """charge.refunded: re-read the refunds of the charge's PaymentIntent and book each one made
+    outside the portal (a credit note each, once)."""
+    intent_id = obj.get("payment_intent")
+    if isinstance(intent_id, dict):
+        intent_id = intent_id.get("id")
+    if isinstance(intent_id, str) and intent_id:
+        stripe_refunds.sync_intent(intent_id)
+
+
+def refund_changed(obj: dict[str, Any]) -> None:
+    """refund.created / updated / failed: re-read the refund to find its PaymentIntent, then bring
+    all of that PaymentIntent's refunds in step (booked once, or reversed when failed)."""
+    refund_id = obj.get("id")
+    if not isinstance(refund_id, str) or not refund_id:
+        return
+    refund = gateway.retrieve_refund(refund_id)
+    if refund is not None and refund.payment_intent:
+        stripe_refunds.sync_intent(refund.payment_intent)
+
+
+def payment_method_changed(obj: dict[str, Any]) -> None:
+    """payment_method.detached / updated / automatically_updated: re-read the card from Stripe and
+    mirror it (expiry and last 4 refreshed, or marked detached)."""
+    payment_method_id = obj.get("id")
+    if isinstance(payment_method_id, str) and payment_method_id:
+        cards.refresh_from_stripe(payment_method_id)
+
+
 HANDLERS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "charge.refunded": charge_refunded,
+    "refund.created": refund_changed,
+    "refund.updated": refund_changed,
+    "refund.failed": refund_changed,
+    "payment_method.detached": payment_method_changed,
+    "payment_method.updated": payment_method_changed,
+    "payment_method.automatically_updated": payment_method_changed,
     "payment_intent.succeeded": payment_intent_changed,
     "payment_intent.payment_failed": payment_intent_changed,
     "payment_intent.requires_action": payment_intent_changed,

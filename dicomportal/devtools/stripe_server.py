@@ -200,7 +200,7 @@ def serve(host: str = "127.0.0.1", port: int = 8420, state_file: Path | None = N
     from aiohttp import web
     from localstripe import resources
 
-    from dicomportal.devtools import localstripe_disputes, localstripe_today
+    from dicomportal.devtools import localstripe_disputes, localstripe_refunds, localstripe_today
 
     localstripe_today.install(resources)  # before localstripe.server builds its routes
     from localstripe import server
@@ -210,6 +210,7 @@ def serve(host: str = "127.0.0.1", port: int = 8420, state_file: Path | None = N
     index_store_by_type(resources)
     know_customer_names(resources)
     localstripe_disputes.install(resources, server.app)
+    localstripe_refunds.install(resources, server.app)
     if state_file is not None:
         keep_store_in(server.app, resources.store, state_file)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -20,7 +20,7 @@ from dicomportal.models.catalog import AddOn, CatalogRevision, Interval, Overage
 from dicomportal.models.credit import CreditNote, CreditNoteStatus
 from dicomportal.models.disputes import OPEN_DISPUTE_STATUSES, Dispute, DisputeStatus, EarlyFraudWarning
 from dicomportal.models.documents import StoredDocument
-from dicomportal.models.ops import AuditLog, EmailOutbox, Installation, JobItemFailure
+from dicomportal.models.ops import AuditLog, EmailOutbox, Installation, JobItemFailure, ScheduledRun
 from dicomportal.models.studies import Instance, Series, Study, StudyStatus
 from dicomportal.models.studies_plus import (
     CreditEntry,
@@ -67,6 +67,7 @@ __all__ = [
     "Plan",
     "Price",
     "Role",
+    "ScheduledRun",
     "Series",
     "ShareLink",
     "StoredDocument",

@@ -17,6 +17,9 @@ class CreditNoteStatus(enum.StrEnum):
     PENDING = "pending"  # amount reserved on the invoice, Stripe's refund not confirmed yet
     ISSUED = "issued"  # refunded at Stripe; numbered (CN-2026-000001) and final
     FAILED = "failed"  # Stripe refused the refund; the reserved amount was released, no number
+    # Issued, then Stripe's refund failed (or was canceled): the document stays as issued, with its
+    # number and PDF; its reversal is numbered in its own series (reversal_number) and dated.
+    REVERSED = "reversed"
 
 
 class CreditNote(db.Model):  # type: ignore[name-defined,misc]
@@ -39,9 +42,16 @@ class CreditNote(db.Model):  # type: ignore[name-defined,misc]
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reversed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reversal_number: Mapped[str | None] = mapped_column(String(30), unique=True)
 
     invoice: Mapped[Invoice] = relationship()
 
     @property
     def is_issued(self) -> bool:
         return self.status == CreditNoteStatus.ISSUED
+
+    @property
+    def is_reversed(self) -> bool:
+        """Issued, then its refund failed at Stripe: the money stayed with us."""
+        return self.status == CreditNoteStatus.REVERSED

@@ -1,4 +1,4 @@
-"""Operational records: the mail outbox and the audit log."""
+"""Operational records: the mail outbox, the audit log, job failures and scheduled runs."""
 
 from __future__ import annotations
 
@@ -72,3 +72,13 @@ class Installation(db.Model):  # type: ignore[name-defined,misc]
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     key: Mapped[str] = mapped_column(String(40), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ScheduledRun(db.Model):  # type: ignore[name-defined,misc]
+    """When a job that runs on a schedule (not every pass) last ran: the worker's passes every few
+    seconds start it only once its interval is over, and only one worker wins each start."""
+
+    __tablename__ = "scheduled_runs"
+
+    job: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -4,6 +4,7 @@ answers a repeated key with its first answer, so these tests see what real Strip
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,7 @@ def test_a_lost_answer_to_creating_the_customer_never_makes_a_second_one(
     monkeypatch: pytest.MonkeyPatch,
     strict_stripe: StrictView,
 ) -> None:
-    user = make_customer()
+    user = make_customer(email=f"lost-answer-{uuid.uuid4().hex[:8]}@example.com")  # one of a kind at Stripe
     real_create = gateway.create_customer
 
     def created_then_answer_lost(*args: Any, **kwargs: Any) -> str:

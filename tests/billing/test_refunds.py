@@ -181,7 +181,7 @@ def test_a_refund_interrupted_before_stripe_answered_is_finished_by_the_next_one
     lost = refunds._reserve(invoice, 400, "never reached Stripe", None)
     intent = invoice.payments[-1].stripe_payment_intent_id
     stripe_client(app).v1.refunds.create(
-        params={"payment_intent": intent, "amount": 300, "metadata": refunds._metadata(made)}
+        params={"payment_intent": intent, "amount": 300, "metadata": refunds.metadata_of(made)}
     )
 
     with time_machine.travel(clock.now() + timedelta(minutes=5)):
@@ -204,7 +204,7 @@ def test_the_worker_finishes_interrupted_refunds_but_not_one_still_waiting_for_s
     made = refunds._reserve(invoice, 300, "made at Stripe", None)
     intent = invoice.payments[-1].stripe_payment_intent_id
     stripe_client(app).v1.refunds.create(
-        params={"payment_intent": intent, "amount": 300, "metadata": refunds._metadata(made)}
+        params={"payment_intent": intent, "amount": 300, "metadata": refunds.metadata_of(made)}
     )
 
     jobs.run_once()  # a few seconds old: perhaps still waiting for Stripe's answer elsewhere

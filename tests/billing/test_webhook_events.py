@@ -6,8 +6,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-
 from dicomportal.billing.webhook_events import REQUIRED_EVENTS, missing_events
 from dicomportal.billing.webhooks import HANDLERS
 
@@ -31,11 +29,6 @@ def test_every_handled_event_is_a_required_one() -> None:
     assert set(HANDLERS) - set(REQUIRED_EVENTS) == set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the refund, dispute, fraud-warning and payment_method handlers are being written on "
-    "other branches (issue 16); once they are merged this passes: remove this mark then",
-)
 def test_every_required_event_has_a_handler() -> None:
     assert set(REQUIRED_EVENTS) - set(HANDLERS) == set()
 
