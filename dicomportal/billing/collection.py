@@ -2,7 +2,8 @@
 
 Each attempt: (1) a Payment row (pending) is committed; (2) an unconfirmed PaymentIntent is created
 with metadata {invoice_id, payment_id} and Idempotency-Key ``<installation>:payment-<id>``
-(docs/payments.md), and its id committed; (3) it is confirmed; (4) the outcome is recorded with a compare-and-set on the row's status, so the
+(docs/payments.md), and its id committed; (3) it is confirmed (off-session unless the customer is
+on our page); (4) the outcome is recorded with a compare-and-set on the row's status, so the
 synchronous path, a webhook and the reconcile job can all report the same outcome and only the
 first one has an effect. A crash anywhere leaves a pending row that :func:`reconcile_pending`
 finishes by re-reading the PaymentIntent: an invoice is never charged twice and no success is lost.
