@@ -24,7 +24,6 @@ from dicomportal.accounts import create_user
 from dicomportal.billing import refunds, subscriptions
 from dicomportal.billing.money import format_money
 from dicomportal.billing.refunds import ChargeDisputed
-from dicomportal.billing.summary import first_invoice
 from dicomportal.devtools.stripe_server import LocalStripe
 from dicomportal.extensions import db
 from dicomportal.mail import jobs as mail_jobs
@@ -47,7 +46,8 @@ from tests.helpers.auth import AuthActions
 from tests.helpers.environment import WEBHOOK_SECRET
 from tests.helpers.mail import SmtpSink
 from tests.helpers.pdf import pdf_text
-from tests.helpers.stripe import stripe_client
+from tests.helpers.stripe import intent_of, paid_invoice, stripe_client
+from tests.helpers.webhooks import localstripe_config
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "stripe_fixtures3.json"
 SUPPORT = "support@localhost"  # SUPPORT_EMAIL's default
@@ -57,25 +57,9 @@ DISPUTE_FEE = 1500  # what localstripe's disputes carry in their balance transac
 # --- helpers --------------------------------------------------------------------------------------
 
 
-def paid_invoice(make_customer: Callable[..., User], subscribe: Callable[..., Subscription]) -> Invoice:
-    invoice = first_invoice(subscribe(make_customer()))
-    assert invoice is not None and invoice.status == InvoiceStatus.PAID
-    return invoice
-
-
-def intent_of(invoice: Invoice) -> str:
-    intent = invoice.payments[-1].stripe_payment_intent_id
-    assert intent is not None
-    return intent
-
-
 def at_stripe(app: Flask, path: str, **data: Any) -> dict[str, Any]:
     """localstripe's test-only routes: what the card networks do (open, decide a dispute)."""
-    body = urllib.parse.urlencode(data).encode()
-    request = urllib.request.Request(app.config["STRIPE_API_BASE"] + path, data=body)
-    with urllib.request.urlopen(request, timeout=10) as response:
-        found: dict[str, Any] = json.loads(response.read())
-    return found
+    return localstripe_config(app, path.removeprefix("/_config/"), **data)
 
 
 def open_dispute(app: Flask, invoice: Invoice, reason: str = "fraudulent", **more: Any) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from sqlalchemy import func, select
 
 from dicomportal.billing import refunds
 from dicomportal.billing.money import format_money
-from dicomportal.billing.summary import first_invoice
 from dicomportal.devtools.stripe_server import LocalStripe
 from dicomportal.documents.records import credit_note_document
 from dicomportal.extensions import db
@@ -33,20 +32,8 @@ from dicomportal.models import (
 )
 from tests.helpers.auth import AuthActions
 from tests.helpers.environment import WEBHOOK_SECRET
-from tests.helpers.stripe import stripe_client
+from tests.helpers.stripe import intent_of, paid_invoice, stripe_client
 from tests.helpers.webhooks import localstripe_config, post_event, stripe_object
-
-
-def paid_invoice(make_customer: Callable[..., User], subscribe: Callable[..., Subscription]) -> Invoice:
-    invoice = first_invoice(subscribe(make_customer()))
-    assert invoice is not None and invoice.status == InvoiceStatus.PAID
-    return invoice
-
-
-def intent_of(invoice: Invoice) -> str:
-    intent = invoice.payments[-1].stripe_payment_intent_id
-    assert intent is not None
-    return intent
 
 
 def refund_in_dashboard(app: Flask, invoice: Invoice, amount: int | None = None) -> dict[str, object]:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import stripe
 from flask import Flask
 
 from dicomportal.billing import cards
+from dicomportal.billing.summary import first_invoice
 from dicomportal.extensions import db
-from dicomportal.models import Interval, Plan, User
+from dicomportal.models import Interval, Invoice, InvoiceStatus, Plan, Subscription, User
 from tests.helpers.strict_stripe import upstream_of
 
 GOOD_CARD = "4242424242424242"
@@ -69,3 +71,18 @@ def price_id(plan_code: str, interval: Interval = Interval.MONTH) -> int:
     price = plan.active_price(interval)
     assert price is not None
     return price.id
+
+
+def paid_invoice(make_customer: Callable[..., User], subscribe: Callable[..., Subscription]) -> Invoice:
+    """A new customer's first invoice, paid by card (the billing fixtures' ``make_customer`` and
+    ``subscribe``)."""
+    invoice = first_invoice(subscribe(make_customer()))
+    assert invoice is not None and invoice.status == InvoiceStatus.PAID
+    return invoice
+
+
+def intent_of(invoice: Invoice) -> str:
+    """The PaymentIntent of the invoice's last payment attempt."""
+    intent = invoice.payments[-1].stripe_payment_intent_id
+    assert intent is not None
+    return intent

@@ -59,7 +59,7 @@ def post_event(client: FlaskClient, event_type: str, obj: dict[str, Any], event_
 
 
 def localstripe_config(app: Flask, path: str, **form: Any) -> dict[str, Any]:
-    """POST to one of the test-only routes ``devtools/localstripe_refunds.py`` adds."""
+    """POST to a test-only route our launcher adds to localstripe (``devtools/localstripe_*.py``)."""
     data = urllib.parse.urlencode(form).encode()
     url = f"{app.config['STRIPE_API_BASE']}/_config/{path}"
     with urllib.request.urlopen(urllib.request.Request(url, data=data, method="POST"), timeout=10) as r:
