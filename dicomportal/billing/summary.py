@@ -91,7 +91,8 @@ def first_period_end(price: Price) -> datetime:
 def next_charge(
     subscription: Subscription, profile: BillingProfile | None, open_invoices: list[Invoice] | None = None
 ) -> Charge | None:
-    """The next automatic charge, or None when none is coming (ending, ended, not started).
+    """The next automatic charge, or None when none is coming (ending, ended, not started, or a
+    payment waiting for the customer's bank, which the dashboard's banner asks them to confirm).
 
     ``open_invoices``: the customer's open invoices when the caller has them already."""
     if subscription.is_past_due:
@@ -99,6 +100,8 @@ def next_charge(
         invoice = max(owed, key=lambda i: i.id, default=None)
         if invoice is None or invoice.next_attempt_at is None:
             return None
+        if any(p.status == PaymentStatus.REQUIRES_ACTION for p in invoice.payments):
+            return None  # waiting for the customer's bank: nothing is charged without them
         return Charge(invoice.amount_due_cents, 0, 0, invoice.currency, invoice.next_attempt_at)
     if not (subscription.is_active or subscription.is_paused) or subscription.ends_at_period_end:
         return None

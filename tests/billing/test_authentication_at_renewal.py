@@ -114,6 +114,7 @@ def test_a_renewal_the_bank_holds_waits_for_the_customer_and_is_paid_once_on_the
         assert "Your bank needs you to confirm your payment of $29" in dashboard
         assert f"/checkout/authenticate/{payment.id}" in dashboard
         assert "Your last payment failed" not in dashboard
+        assert "$29 once you confirm it" in dashboard  # nothing is charged until the customer confirms
 
         page = client.get(f"/checkout/authenticate/{payment.id}").get_data(as_text=True)
         assert "Confirm payment of $29" in page and "ending in 3184" in page
