@@ -1,5 +1,5 @@
 """Scheduled work: the job registry, one pass over every job, and the worker loop
-(ARCHITECTURE.md section 8).
+(docs/architecture.md#8-scheduled-work).
 
 Each domain registers its jobs with :func:`job` in its own ``jobs`` module (billing's renewals
 and dunning, accounts' expired sessions, mail delivery, ...); ``create_app`` imports them.

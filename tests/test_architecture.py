@@ -1,6 +1,6 @@
-"""The rules of ARCHITECTURE.md section 2 that import-linter cannot see (it sees modules, not the
-names taken from them): services never read the request or render pages; emails render through
-one port (mail/outbox.py) and documents through the one they are given."""
+"""The rules of docs/architecture.md#2-layout-and-layers that import-linter cannot see (it sees
+modules, not the names taken from them): services never read the request or render pages; emails
+render through one port (mail/outbox.py) and documents through the one they are given."""
 
 from __future__ import annotations
 

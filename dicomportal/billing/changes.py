@@ -1,4 +1,5 @@
-"""Changing plan or billing interval (ARCHITECTURE.md section 4): the preview and the change.
+"""Changing plan or billing interval: the preview and the change
+(docs/architecture.md#4-subscription-lifecycle).
 
 - Upgrade (a higher plan, same interval): now; the unused time on the old plan is credited and
   the rest of the period on the new one charged, on one invoice collected at once. Period unchanged.

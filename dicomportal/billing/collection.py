@@ -1,4 +1,4 @@
-"""Collecting invoices safely (ARCHITECTURE.md section 6) and dunning.
+"""Collecting invoices safely (docs/architecture.md#6-charging-safely) and dunning.
 
 Each attempt: (1) a Payment row (pending) is committed; (2) an unconfirmed PaymentIntent is created
 with metadata {invoice_id, payment_id} and Idempotency-Key ``<installation>:payment-<id>``

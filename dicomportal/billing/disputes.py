@@ -1,6 +1,6 @@
 """Disputes and early fraud warnings: what Stripe tells us about payments the bank questions.
 
-Events are hints (ARCHITECTURE.md section 7): each handler re-reads the dispute or warning from
+Events are hints (docs/architecture.md#7-webhooks): each handler re-reads the dispute or warning from
 Stripe and records it by its Stripe id, so replayed, duplicated and out-of-order events converge on
 Stripe's current state. Each change of status is written to the audit log and emailed to support
 once: the status support was told about is moved with one conditional UPDATE (compare-and-set), so

@@ -1,6 +1,6 @@
 """The ONLY module that imports ``stripe``: customers, cards, PaymentIntents, refunds, webhooks.
 
-It speaks the subset of the API that real Stripe and localstripe serve alike (LOCALSTRIPE.md) and
+It speaks the subset of the API that real Stripe and localstripe serve alike (docs/localstripe.md) and
 returns small dataclasses, so billing code never handles Stripe objects. Every call goes through
 the official SDK; nothing here decides anything about money.
 """
@@ -88,7 +88,7 @@ def talks_to_localstripe() -> bool:
 
 
 def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run one SDK call and sort its failures (ARCHITECTURE.md section 6).
+    """Run one SDK call and sort its failures (docs/architecture.md#6-charging-safely).
 
     Transient (network, timeout, Stripe 5xx) -> GatewayUnavailable, and a rate limit (429) ->
     RateLimited, its subclass: try again later.
@@ -244,7 +244,7 @@ def create_payment_intent(
     idempotency_key: str,
     may_exist: bool = False,
 ) -> IntentInfo:
-    """Create an UNCONFIRMED PaymentIntent (ARCHITECTURE.md section 6, step 2).
+    """Create an UNCONFIRMED PaymentIntent (docs/architecture.md#6-charging-safely, step 2).
 
     ``may_exist``: an earlier run may have created it without storing its id (a crash between
     the two). Real Stripe answers a repeated ``idempotency_key`` with the intent it created the

@@ -1,4 +1,5 @@
-"""Pausing (ARCHITECTURE.md section 4): ``PAUSE_WEEKS`` weeks from the end of the paid period.
+"""Pausing: ``PAUSE_WEEKS`` weeks from the end of the paid period
+(docs/architecture.md#4-subscription-lifecycle).
 
 Nothing is invoiced while paused; studies and unused credits are kept, viewing stays allowed and
 uploads are blocked (billing/entitlements.py). A reminder goes out ``REMINDER_BEFORE`` the end;

@@ -1,6 +1,6 @@
 """What happens to a customer's data once their subscription has ended and the restore window has
 passed: every domain that keeps customer data registers a purger here, and billing's purge job
-calls them all (ARCHITECTURE.md sections 4 and 12).
+calls them all (docs/architecture.md#12-seams-between-domains).
 
 Billing decides when (it owns the lifecycle); the domains decide what (studies delete stored
 files and share links, for instance). Billing never imports them: they register themselves.

@@ -1,5 +1,6 @@
-"""The subscription lifecycle (ARCHITECTURE.md section 4): subscribe, renew, and what a payment's
-outcome does to a subscription. Pause, plan changes and cancellation build on these."""
+"""The subscription lifecycle (docs/architecture.md#4-subscription-lifecycle): subscribe, renew,
+and what a payment's outcome does to a subscription. Pause, plan changes and cancellation build
+on these."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Verified Stripe events -> handlers (ARCHITECTURE.md section 7).
+"""Verified Stripe events -> handlers (docs/architecture.md#7-webhooks).
 
 The event is stored first (a replay is recognised by its id and ignored); handlers read only the
 fields every API version shares and re-read the object from Stripe before acting, so replayed and

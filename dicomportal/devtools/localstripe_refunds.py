@@ -1,8 +1,9 @@
 """localstripe, taught the refund and card events Stripe sends (demo and tests only).
 
 localstripe's refunds always succeed and it never sends ``charge.refunded``, ``refund.*`` or
-``payment_method.*`` events (LOCALSTRIPE.md). This adds what the tests of refunds made in the
-Stripe Dashboard and of cards changed at Stripe need, the way Stripe behaves:
+``payment_method.*`` events (docs/localstripe.md#what-it-does-not-do). This adds what the tests
+of refunds made in the Stripe Dashboard and of cards changed at Stripe need, the way Stripe
+behaves:
 
 - creating a refund sends ``refund.created`` and ``charge.refunded`` (as Stripe does);
 - ``POST /_config/refunds/{id}/fail`` (form ``failure_reason``, default ``expired_or_canceled_card``)

@@ -1,9 +1,10 @@
 """Run localstripe (a real, stateful Stripe API server) on 127.0.0.1, in memory or kept in a file.
 
 The stock ``localstripe`` command binds every interface and pickles its state to a fixed path in
-/tmp after every write, so two instances clobber each other (LOCALSTRIPE.md). This launcher binds
-loopback only and keeps everything in memory, or, given a state file (the demo's data dir), loads
-the store from it at start and saves it atomically after every write request and at shutdown.
+/tmp after every write, so two instances clobber each other
+(docs/localstripe.md#how-our-launcher-extends-it). This launcher binds loopback only and keeps
+everything in memory, or, given a state file (the demo's data dir), loads the store from it at
+start and saves it atomically after every write request and at shutdown.
 Used by ``dicomportal stripe-server``, the demo and the test fixtures.
 
 Webhook registrations are not part of the store (localstripe keeps them in a module dict), so they

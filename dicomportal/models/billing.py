@@ -1,6 +1,6 @@
 """Billing records we own: subscriptions, invoices and their lines, payments, saved cards, Stripe events.
 
-Stripe only moves the money (ARCHITECTURE.md section 1); these tables are the truth.
+Stripe only moves the money (docs/architecture.md#1-the-one-big-decision); these tables are the truth.
 """
 
 from __future__ import annotations
@@ -319,7 +319,7 @@ IN_FLIGHT = (PaymentStatus.PENDING.value, PaymentStatus.REQUIRES_ACTION.value)
 
 
 class Payment(db.Model):  # type: ignore[name-defined,misc]
-    """One attempt to collect an invoice (ARCHITECTURE.md section 6)."""
+    """One attempt to collect an invoice (docs/architecture.md#6-charging-safely)."""
 
     __tablename__ = "payments"
     __table_args__ = (

@@ -1,4 +1,4 @@
-"""The htmx conventions (ARCHITECTURE.md section 9), in one place for every blueprint."""
+"""The htmx conventions (docs/architecture.md#9-htmx-conventions), in one place for every blueprint."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stripe webhooks: verified, stored once, dispatched (ARCHITECTURE.md section 7)."""
+"""Stripe webhooks: verified, stored once, dispatched (docs/architecture.md#7-webhooks)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """A strict Stripe for the tests: an HTTP proxy in front of localstripe that refuses, as Stripe does,
-what localstripe lets through (LOCALSTRIPE.md, "Where localstripe is laxer than Stripe").
+what localstripe lets through (docs/localstripe.md#what-it-does-not-do).
 
 Only secret-key API requests (``Authorization: Bearer sk_...``, what the app's SDK sends) are judged;
 everything else passes through unchanged: the fake Stripe.js (``GET /js.stripe.com/v3/``), what it
@@ -401,7 +401,8 @@ class StrictStripe:
     def forget_keys(self) -> None:
         """Forget every idempotency key, as Stripe does once a key is 24 hours old. Nothing calls this
         between tests on purpose: the session is one Stripe account, as staging, the demo and a
-        restored backup share one, so two databases' keys must not collide (LOCALSTRIPE.md)."""
+        restored backup share one, so two databases' keys must not collide
+        (docs/localstripe.md#how-the-tests-make-it-strict)."""
         with self._lock:
             self._keys.clear()
 
@@ -457,7 +458,7 @@ class StrictStripe:
 
     @staticmethod
     def _missing_key(route: Route, key: str | None) -> Refusal | None:
-        """Project rule (ARCHITECTURE.md section 6), not Stripe's: every create carries an
+        """Project rule (docs/architecture.md#6-charging-safely), not Stripe's: every create carries an
         Idempotency-Key of ours, derived from our own row, so a retry after a crash finds the object
         instead of making a second (https://docs.stripe.com/api/idempotent_requests). The SDK puts a
         random key on every POST that has none; that one is refused too: it is lost in a crash."""
