@@ -12,10 +12,9 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from dicomportal import extensions
 from dicomportal.config import is_test_mode, load_config, private_sqlite_file, support_address
 from dicomportal.deployment.safety import refuse_unsafe_settings
-from dicomportal.extensions import csrf, db, htmx, limiter, login_manager, migrate
+from dicomportal.extensions import csrf, db, limiter, login_manager, migrate
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
@@ -113,8 +112,9 @@ def register_proxy_fix(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    from dicomportal import models
+    from dicomportal import mail, models
     from dicomportal.accounts import user_for_session
+    from dicomportal.views._htmx import is_htmx
 
     db.init_app(app)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
@@ -125,11 +125,8 @@ def register_extensions(app: Flask) -> None:
     login_manager.login_view = "auth.login"
     login_manager.login_message_category = "info"
     csrf.init_app(app)
-    htmx.init_app(app)
     limiter.init_app(app)
-    skip_the_app_wide_rate_limit_check(app)
-    # Through the module: importing dicomportal.mail rebinds the package attribute ``mail``.
-    extensions.mail.init_app(app)
+    mail.init_app(app)
 
     @login_manager.user_loader
     def load_user(session_token: str) -> models.User | None:
@@ -140,7 +137,7 @@ def register_extensions(app: Flask) -> None:
     @login_manager.unauthorized_handler
     def unauthorized() -> Response:
         target = url_for("auth.login", next=request.full_path if request.method == "GET" else None)
-        if getattr(request, "htmx", False):
+        if is_htmx():
             return Response(status=401, headers={"HX-Redirect": target})
         flash("Please log in to continue.", "info")
         return redirect(target)  # type: ignore[return-value]
@@ -191,8 +188,10 @@ def register_blueprints(app: Flask) -> None:
 
 
 def register_errorhandlers(app: Flask) -> None:
+    from dicomportal.views._htmx import is_htmx
+
     def render_error(code: int, title: str, message: str) -> tuple[str, int]:
-        if getattr(request, "htmx", False):
+        if is_htmx():
             return render_template("_error_fragment.html", title=title, message=message), code
         return render_template("error.html", code=code, title=title, message=message), code
 
@@ -244,15 +243,6 @@ def stripe_js_origin(app: Flask) -> str:
     return app.config["STRIPE_API_BASE"] or "https://js.stripe.com"
 
 
-def skip_the_app_wide_rate_limit_check(app: Flask) -> None:
-    """Every rate limit here is declared on its view, and the view's decorator enforces it; the
-    check Flask-Limiter also runs before every request only serves default and blueprint limits,
-    which this app does not set, so it is removed (it was a quarter of a cached page's time)."""
-    if app.config.get("RATELIMIT_DEFAULT") or app.config.get("RATELIMIT_APPLICATION"):
-        return  # someone configured app-wide limits: keep the check that applies them
-    app.before_request_funcs[None].remove(limiter._check_request_limit)
-
-
 def register_security_headers(app: Flask) -> None:
     stripe_origin = stripe_js_origin(app)
     api_origin = app.config["STRIPE_API_BASE"] or "https://api.stripe.com"
@@ -271,8 +261,8 @@ def register_security_headers(app: Flask) -> None:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")
-        if getattr(request, "htmx", None) is not None:
-            response.vary.add("HX-Request")
+        # Any page may come in two shapes (page or htmx fragment): caches must keep them apart.
+        response.vary.add("HX-Request")
         return response
 
 

@@ -96,3 +96,32 @@ def test_an_email_that_keeps_failing_is_left_for_a_person_to_look_at(app: Flask)
     [row] = outbox()
     assert row.attempts == MAX_ATTEMPTS and row.sent_at is None
     assert db.session.scalar(select(func.count()).select_from(EmailOutbox)) == 1
+
+
+@pytest.mark.parametrize(
+    "app_config", [{"MAIL_DEFAULT_SENDER": "DICOM Portal Billing <billing@example.org>"}], indirect=True
+)
+def test_email_comes_from_the_configured_sender_with_a_date_and_an_id(app: Flask, smtp: SmtpSink) -> None:
+    create_user("pat@example.com", "correct horse battery", "Pat Lee")
+    request_password_reset("pat@example.com")
+    commit_and_deliver()
+    message = smtp.last_to("pat@example.com")
+    assert message["From"].addresses[0].addr_spec == "billing@example.org"
+    assert message["From"].addresses[0].display_name == "DICOM Portal Billing"
+    assert message["Date"].datetime is not None
+    assert message["Message-ID"].startswith("<") and message["Message-ID"].endswith(">")
+
+
+def test_an_email_with_a_line_break_in_its_subject_is_kept_and_the_others_go_out(
+    app: Flask, smtp: SmtpSink
+) -> None:
+    def row(to: str, subject: str) -> EmailOutbox:
+        return EmailOutbox(to_address=to, subject=subject, body_text="Hello", body_html=None, attempts=0)
+
+    db.session.add_all([row("pat@example.com", "Hi\r\nBcc: eve@example.com"), row("kim@example.com", "Hi")])
+    db.session.commit()
+    assert deliver_pending() == 1
+    bad, good = outbox()
+    assert bad.sent_at is None and bad.attempts == 1 and bad.last_error
+    assert good.sent_at is not None
+    assert [str(m["To"]) for m in smtp.messages] == ["kim@example.com"]

@@ -143,6 +143,18 @@ def test_htmx_history_restore_gets_the_whole_page(client: FlaskClient) -> None:
     assert "<html" in markup and 'id="plan-cards"' in markup
 
 
+def test_boosted_link_gets_the_whole_page(client: FlaskClient) -> None:
+    markup = get_pricing(client, "year", **{"HX-Request": "true", "HX-Boosted": "true"})
+
+    assert "<html" in markup and 'id="plan-cards"' in markup
+
+
+def test_a_header_that_is_not_true_is_not_htmx(client: FlaskClient) -> None:
+    markup = get_pricing(client, "year", **{"HX-Request": "false"})
+
+    assert "<html" in markup and "$54 / year" in page_text(markup)
+
+
 @pytest.mark.parametrize("interval", ["weekly", "YEAR", "", "<script>"])
 def test_unknown_interval_shows_monthly_prices(client: FlaskClient, interval: str) -> None:
     markup = get_pricing(client, interval)

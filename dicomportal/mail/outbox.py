@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import logging
 import smtplib
+from email.message import EmailMessage
 from typing import Any
 
 from flask import current_app, render_template
-from flask_mail import Connection, Message
 from jinja2 import TemplateNotFound
 from sqlalchemy import select
 
 from dicomportal import clock
 from dicomportal.extensions import db
+from dicomportal.mail.smtp import SmtpServer, build_message
 from dicomportal.models import EmailOutbox
 
 log = logging.getLogger(__name__)
 
-SMTP_TIMEOUT_SECONDS = 10
 MAX_ATTEMPTS = 10
 
 
@@ -61,30 +61,8 @@ def queue_email(
     return row
 
 
-class _SmtpConnection(Connection):
-    """Flask-Mail's connection, always to the server and with a socket timeout.
-
-    MAIL_BACKEND already decides whether mail is sent, so Flask-Mail's own suppression (on by
-    default under TESTING) is not used; the timeout keeps a stalled server from hanging a page.
-    """
-
-    def __enter__(self) -> _SmtpConnection:
-        self.host, self.num_emails = self.configure_host(), 0
-        return self
-
-    def configure_host(self) -> smtplib.SMTP | smtplib.SMTP_SSL:
-        timeout = current_app.config.get("MAIL_TIMEOUT", SMTP_TIMEOUT_SECONDS)
-        smtp_class = smtplib.SMTP_SSL if self.mail.use_ssl else smtplib.SMTP
-        host = smtp_class(self.mail.server, self.mail.port, timeout=timeout)
-        if self.mail.use_tls:
-            host.starttls()
-        if self.mail.username and self.mail.password:
-            host.login(self.mail.username, self.mail.password)
-        return host
-
-
-def _message(row: EmailOutbox) -> Message:
-    return Message(subject=row.subject, recipients=[row.to_address], body=row.body_text, html=row.body_html)
+def _message(row: EmailOutbox, server: SmtpServer) -> EmailMessage:
+    return build_message(server.default_sender, row.to_address, row.subject, row.body_text, row.body_html)
 
 
 def _record_failure(rows: list[EmailOutbox], exc: Exception) -> None:
@@ -100,11 +78,12 @@ def _send_rows(rows: list[EmailOutbox]) -> int:
     """Send ``rows`` over one SMTP connection; return how many went out."""
     pending, sent = list(rows), 0
     try:
-        with _SmtpConnection(current_app.extensions["mail"]) as connection:
+        server: SmtpServer = current_app.extensions["mail"]
+        with server.connect() as connection:
             while pending:
                 row = pending.pop(0)
                 try:
-                    connection.send(_message(row))
+                    connection.send_message(_message(row, server))
                 except (smtplib.SMTPException, OSError, ValueError) as exc:  # this message only
                     _record_failure([row], exc)
                     continue

@@ -1,4 +1,8 @@
-"""The htmx conventions (docs/architecture.md#9-htmx-conventions), in one place for every blueprint."""
+"""The htmx conventions (docs/architecture.md#9-htmx-conventions), in one place for every blueprint.
+
+htmx announces itself with ``HX-*`` request headers (https://htmx.org/reference/#request_headers);
+these few lines read the three this app needs, which is all an htmx extension would add.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,20 @@ from typing import Any
 from flask import Response, make_response, redirect, render_template, request
 
 
+def _header_is_true(name: str) -> bool:
+    return request.headers.get(name, "").lower() == "true"
+
+
+def is_htmx() -> bool:
+    """True when htmx sent the request (``HX-Request: true``), whatever it will do with the answer."""
+    return _header_is_true("HX-Request")
+
+
 def wants_partial() -> bool:
     """True for an htmx request that will swap a fragment (not a history restore or a boost)."""
-    hx = getattr(request, "htmx", None)
-    return hx is not None and bool(hx) and not hx.history_restore_request and not hx.boosted
+    return (
+        is_htmx() and not _header_is_true("HX-History-Restore-Request") and not _header_is_true("HX-Boosted")
+    )
 
 
 def render(page: str, partial: str, **context: Any) -> Response:
@@ -23,6 +37,6 @@ def render(page: str, partial: str, **context: Any) -> Response:
 
 def redirect_after_post(location: str) -> Response:
     """303 for plain forms; ``HX-Redirect`` so htmx does a full navigation instead of a swap."""
-    if getattr(request, "htmx", False):
+    if is_htmx():
         return Response(status=204, headers={"HX-Redirect": location})
     return redirect(location, code=303)  # type: ignore[return-value]

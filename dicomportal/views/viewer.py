@@ -47,7 +47,7 @@ from dicomportal.studies.sources import (
     series_volume,
 )
 from dicomportal.studies.viewer import PLANE_TOOL, SeriesView, ViewerPage, viewer_page
-from dicomportal.views._htmx import redirect_after_post, render
+from dicomportal.views._htmx import is_htmx, redirect_after_post, render
 
 bp = Blueprint("viewer", __name__, url_prefix="/viewer")
 YEAR = 365 * 24 * 3600
@@ -80,7 +80,7 @@ def _open(key: str, tool: tools.Tool | None = None) -> OpenedStudy:
 
 
 def _error(code: int, title: str, message: str) -> tuple[str, int]:
-    template = "_error_fragment.html" if getattr(request, "htmx", False) else "error.html"
+    template = "_error_fragment.html" if is_htmx() else "error.html"
     return render_template(template, code=code, title=title, message=message), code
 
 
